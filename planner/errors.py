@@ -1,0 +1,22 @@
+"""Errors that name where bad input came from, so a user can fix it without guessing."""
+
+from __future__ import annotations
+
+
+class PlannerError(Exception):
+    """Base class for every error tts-planner reports to a user."""
+
+
+class InputError(PlannerError):
+    """Bad input, located by file, line and field when those are known."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.path, self.line, self.field, self.reason = path, line, field, message
+        where = ":".join(str(p) for p in (path, line) if p is not None)
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{message}" if where else f"{what}{message}")
+
+
+class ModelFileError(PlannerError):
+    """A model file that is missing, truncated, corrupt or of another format version."""
