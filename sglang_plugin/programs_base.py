@@ -1,0 +1,304 @@
+"""What every strategy program shares: the prompt, forking, one step of generation with its caps, scoring,
+voting and the result. A strategy is then only its selection rule (programs_sampling, programs_search,
+programs_particle).
+
+Branches are forks of the program state, so the prompt (and, deeper in a search, a kept beam's text) is
+sent once as a warm-up and the server's radix cache serves it to every branch. Each step is one
+`sgl.gen` that stops at the step delimiter; the server trims the delimiter, so the program appends it
+back to the branch before the next step. A branch ends at end of sequence, at a step holding a final
+\\boxed{} answer, or at a cap (tokens per step, steps, total tokens).
+
+A request that fails for good fails only its branch (finish_reason "failed" with the error); scoring
+failures fail the candidates they were scoring. Failed branches never count as answers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import sglang as sgl
+
+from planner.errors import InputError
+from sglang_plugin.answers import extract_answer, shared_grouper
+from sglang_plugin.config import SolveConfig
+from sglang_plugin.endpoint import CostLedger, Endpoint, EndpointError
+from sglang_plugin.result import Branch, SolveResult, Vote
+from sglang_plugin.scorers import Scorer
+
+STEP_VAR = "step"
+
+
+def aggregate(scores: Sequence[float | None], how: str) -> float | None:
+    """One trajectory score from its step scores (None if the needed scores are missing)."""
+    if not scores or scores[-1] is None:
+        return None
+    if how == "last":
+        return float(scores[-1])
+    if any(s is None for s in scores):
+        return None
+    if how == "min":
+        return float(min(scores))
+    if how == "prod":
+        return float(math.prod(scores))
+    return float(sum(scores) / len(scores))
+
+
+class SearchRun:
+    """One strategy run inside one SGLang program: its branches, forks, cost ledger and trace."""
+
+    def __init__(self, s, strategy: str, problem: str, budget: int, config: SolveConfig | None,
+                 scorer: Scorer | None, *, needs_scorer: bool) -> None:
+        self.config = config or SolveConfig()
+        if not isinstance(problem, str) or not problem.strip():
+            raise InputError("must be a non-empty string", field="problem")
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise InputError(f"must be a positive integer, got {budget!r}", field="budget")
+        if needs_scorer and scorer is None:
+            raise InputError(f"{strategy} ranks branches by reward: give it a scorer", field="scorer")
+        self.endpoint = s.stream_executor.backend
+        if not isinstance(self.endpoint, Endpoint):
+            raise TypeError("run the programs with backend=sglang_plugin.Endpoint(url): a plain "
+                            "RuntimeEndpoint has no timeouts or retries and hides the fork requests' costs")
+        self.s, self.strategy, self.problem, self.budget, self.scorer = s, strategy, problem, budget, scorer
+        self.ledger = CostLedger()
+        self.branches: list[Branch] = []
+        self.trace: list[dict] = []
+        self.gen_options = scorer.gen_options() if scorer is not None else {}
+        self._states: dict[int, object] = {}  # running branch id -> its program state
+        self._lock = threading.Lock()
+        self._started = time.perf_counter()
+        self._outer: CostLedger | None = None
+        self._released = False
+
+    # -- prompt, forks, branches --------------------------------------------------------------------
+
+    def open(self) -> None:
+        """The user turn in the policy's chat template, then an open assistant turn."""
+        self.s.sync()  # the caller's own requests are not ours to count
+        self._outer = self.endpoint.attach(self.s.stream_executor, self.ledger)
+        if self.config.system_prompt is not None:
+            self.s += sgl.system(self.config.system_prompt)
+        self.s += sgl.user(self.problem + self.config.instruction)
+        self.s += sgl.assistant_begin()
+
+    def spawn(self, count: int, parent: Branch | None = None, group: int | None = None) -> list[Branch]:
+        """`count` new running branches: forks of the prompt, or of a running parent (which keeps running
+        too). The fork sends the shared text once first so the radix cache holds it."""
+        source = self.s if parent is None else self._states[parent.id]
+        source.sync()
+        states = source.fork(count).states if count else []
+        children = []
+        for state in states:
+            self.endpoint.attach(state.stream_executor, self.ledger)
+            child = self.new_branch(parent, group)
+            self._states[child.id] = state
+            children.append(child)
+        return children
+
+    def new_branch(self, parent: Branch | None = None, group: int | None = None) -> Branch:
+        with self._lock:
+            branch = Branch(id=len(self.branches), group=group if parent is None else parent.group)
+            if parent is not None:
+                branch.parent, branch.fork_step, branch.tokens = parent.id, len(parent.steps), parent.tokens
+                branch.steps, branch.step_scores = list(parent.steps), list(parent.step_scores)
+            self.branches.append(branch)
+            return branch
+
+    def copy_finished(self, parent: Branch) -> Branch:
+        """A duplicate of a finished branch (particle resampling): no state, nothing more to generate."""
+        child = self.new_branch(parent)
+        child.answer, child.finish_reason = parent.answer, parent.finish_reason
+        return child
+
+    def close(self, branch: Branch, reason: str | None = None, error: str | None = None) -> None:
+        """Finish a branch (if `reason`/`error` given) and end its fork's worker thread."""
+        if error is not None:
+            branch.fail(error)
+        elif reason is not None:
+            branch.finish_reason = reason
+        state = self._states.pop(branch.id, None)
+        if state is not None:
+            state.stream_executor.end()
+
+    # -- generation ---------------------------------------------------------------------------------
+
+    def submit(self, branch: Branch) -> None:
+        budget_left = self.config.max_tokens - branch.tokens
+        self._states[branch.id] += sgl.gen(
+            STEP_VAR, max_tokens=min(self.config.max_step_tokens, budget_left), stop=self.config.step_delimiter,
+            temperature=self.config.temperature, top_p=self.config.top_p, **self.gen_options)
+
+    def collect(self, branch: Branch) -> None:
+        """Wait for the branch's step; append it (delimiter restored) and decide whether the branch ends."""
+        state = self._states[branch.id]
+        error = state.error()
+        if error is not None:
+            self.close(branch, error=f"{type(error).__name__}: {error}")
+            return
+        text, meta = state.get_var(STEP_VAR), state.get_meta_info(STEP_VAR) or {}
+        kind, matched = _finish_reason(meta)
+        delimiter = self.config.step_delimiter
+        at_delimiter = kind == "stop" and matched == delimiter
+        if at_delimiter and not text.endswith(delimiter):
+            text += delimiter
+            state += delimiter
+        branch.steps.append(text)
+        branch.tokens += int(meta.get("completion_tokens", 0))
+        if self.scorer is not None and self.scorer.intrinsic:
+            try:
+                branch.step_scores.append(self.scorer.step_score(meta))
+            except EndpointError as exc:
+                self.close(branch, error=f"scoring failed: {exc}")
+                return
+        answer = extract_answer(text)
+        if answer is not None:
+            branch.answer = answer
+            self.close(branch, "answer")
+        elif kind == "abort":
+            self.close(branch, error=f"server aborted the request: {meta.get('finish_reason')}")
+        elif kind == "stop" and not at_delimiter:
+            self.close(branch, "eos")
+        elif branch.tokens >= self.config.max_tokens:
+            self.close(branch, "length")
+        elif len(branch.steps) >= self.config.max_steps:
+            self.close(branch, "max_steps")
+
+    def advance(self, branches: Sequence[Branch]) -> None:
+        """One step for every running branch, all in flight at once."""
+        running = [b for b in branches if not b.finished]
+        for branch in running:
+            self.submit(branch)
+        for branch in running:
+            self.collect(branch)
+
+    def rollout(self, branch: Branch) -> Branch:
+        while not branch.finished:
+            self.submit(branch)
+            self.collect(branch)
+        return branch
+
+    def rollouts(self, branches: Sequence[Branch]) -> None:
+        """Run branches to the end independently (no lock step), each on its own thread."""
+        if len(branches) == 1:
+            self.rollout(branches[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(branches)) as pool:
+            list(pool.map(self.rollout, branches))
+
+    # -- scoring and selection ----------------------------------------------------------------------
+
+    def score_latest(self, branches: Sequence[Branch]) -> None:
+        """Append a score for each branch's newest step (one batched call); failures fail the branches."""
+        branches = [b for b in branches if not b.failed]
+        if not branches or self.scorer is None or self.scorer.intrinsic:
+            return
+        self._scored(branches, lambda: self.scorer.score_last(self.problem, [b.steps for b in branches],
+                                                               self.ledger), last_only=True)
+
+    def score_final(self, branches: Sequence[Branch]) -> None:
+        """Scores finished trajectories for selection: only the last step under aggregation "last"."""
+        branches = [b for b in branches if not b.failed and b.answer is not None]
+        if not branches or self.scorer is None or self.scorer.intrinsic:
+            return
+        if self.config.aggregation == "last":
+            self._scored(branches, lambda: self.scorer.score_last(self.problem, [b.steps for b in branches],
+                                                                   self.ledger), last_only=True, pad=True)
+        else:
+            self._scored(branches, lambda: self.scorer.score_steps(self.problem, [b.steps for b in branches],
+                                                                    self.ledger), last_only=False)
+
+    def _scored(self, branches: Sequence[Branch], call: Callable, *, last_only: bool, pad: bool = False) -> None:
+        try:
+            scores = call()
+        except EndpointError as exc:
+            for branch in branches:
+                self.close(branch, error=f"scoring failed: {exc}")
+            return
+        for branch, score in zip(branches, scores):
+            if not last_only:
+                branch.step_scores = [float(s) for s in score]
+            elif pad:
+                branch.step_scores = [None] * (len(branch.steps) - 1) + [float(score)]
+            else:
+                branch.step_scores.append(float(score))
+
+    def trajectory_score(self, branch: Branch) -> float | None:
+        branch.score = aggregate(branch.step_scores, self.config.aggregation)
+        return branch.score
+
+    def answered(self, branches: Sequence[Branch] | None = None) -> list[Branch]:
+        return [b for b in (self.branches if branches is None else branches) if b.answer is not None and not b.failed]
+
+    def vote(self, branches: Sequence[Branch], weights: Sequence[float] | None = None,
+             reduce: str = "sum") -> list[Vote]:
+        grouper = shared_grouper(self.config.answer_workers)
+        return grouper.vote([b.answer for b in branches], weights, timeout=self.config.answer_timeout,
+                            ids=[b.id for b in branches], reduce=reduce)
+
+    def pick_by_score(self, branches: Sequence[Branch]) -> tuple[Branch | None, list[Vote]]:
+        """The best-scored answered branch, and the answer groups ranked by their best score."""
+        scored = [b for b in self.answered(branches) if self.trajectory_score(b) is not None]
+        if not scored:
+            return None, []
+        best = max(scored, key=lambda b: (b.score, -b.id))
+        return best, self.vote(scored, [b.score for b in scored], reduce="max")
+
+    # -- result -------------------------------------------------------------------------------------
+
+    def finish(self, chosen: Branch | None, votes: list[Vote], size: dict) -> SolveResult:
+        """End every fork, put the chosen solution into the caller's state, and report."""
+        for branch in list(self.branches):
+            if not branch.finished:
+                self.close(branch, "max_steps")
+        self.release()
+        answer = chosen.answer if chosen is not None else None
+        if chosen is not None:
+            self.s += chosen.text
+        self.s += sgl.assistant_end()
+        self.s.set_var("answer", answer)
+        cost = self.ledger.snapshot()
+        cost.wall_time = time.perf_counter() - self._started
+        errors = list(self.ledger.errors) + [f"branch {b.id}: {b.error}" for b in self.branches if b.failed]
+        if answer is None and not errors:
+            errors.append("no branch produced a \\boxed{} answer")
+        return SolveResult(answer=answer, strategy=self.strategy, budget=self.budget, size=size,
+                           branches=self.branches, chosen=chosen.id if chosen is not None else None,
+                           votes=votes, cost=cost, errors=errors, retries=self.ledger.retries, trace=self.trace)
+
+    def release(self) -> None:
+        """End all forks and hand the caller's state back to its previous ledger (adding our costs)."""
+        if self._released:
+            return
+        self._released = True
+        for branch_id in list(self._states):
+            self._states.pop(branch_id).stream_executor.end()
+        self.endpoint.attach(self.s.stream_executor, self._outer)
+        if self._outer is not None:
+            self._outer.merge(self.ledger)
+
+
+def _finish_reason(meta: dict) -> tuple[str | None, object]:
+    reason = meta.get("finish_reason")
+    if isinstance(reason, dict):
+        return reason.get("type"), reason.get("matched")
+    return reason, None
+
+
+def run_program(strategy: str, needs_scorer: bool, body: Callable[[SearchRun], SolveResult]):
+    """The common frame of every strategy: validate, open the prompt, run `body`, always release."""
+
+    def program(s, problem: str, budget: int, config: SolveConfig | None = None,
+                scorer: Scorer | None = None) -> SolveResult:
+        run = SearchRun(s, strategy, problem, budget, config, scorer, needs_scorer=needs_scorer)
+        run.open()
+        try:
+            return body(run)
+        finally:
+            run.release()
+
+    program.__name__ = strategy
+    return program
