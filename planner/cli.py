@@ -19,3 +19,8 @@ def main() -> None:
       tts-planner plan problems.jsonl --budget 4  a strategy and size for each problem
       tts-planner COMMAND --help                  the options of one command
     """
+
+
+from sglang_plugin.sim_server import sim_server_command  # noqa: E402
+
+main.add_command(sim_server_command, "sim-server")

@@ -1,0 +1,424 @@
+"""A SIMULATED SGLang server: the HTTP protocol of `python -m sglang.launch_server` (the endpoints the sglang
+frontend, `sgl.RuntimeEndpoint`, and reward scorers use, with SGLang's request and response shapes) in front
+of a model-free simulator. No model, no GPU: texts are a problem's reference steps or wrong variants of
+them, drawn so each known problem is solved at its measured success rate; rewards and logprobs are
+synthetic with a configured discrimination. It says so in its ready line and in /get_model_info.
+
+Endpoints: GET /health, /health_generate, /get_model_info (= /model_info), /get_server_info
+(= /server_info); GET or POST /flush_cache; POST (or PUT) /generate, /classify, /encode; POST /tokenize,
+/detokenize (and /v1/... aliases). Unknown paths get 404 and known paths with a wrong method 405, with
+FastAPI's {"detail": ...} bodies.
+
+Concurrency: one thread per connection (stdlib ThreadingHTTPServer); simulated time (`token_delay_ms` per
+generated token, `prefill_delay_ms` per uncached prompt token) is slept in each request's own thread, so
+concurrent requests overlap like a batching server's. Faults (`fail_rate` HTTP 500s, `drop_rate` closed
+connections, `stall_rate` stalls of `stall_seconds`) hit /generate, /classify and /encode only, so a
+client can still connect and read the model info.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import click
+
+from planner.errors import PlannerError
+from sglang_plugin.sim_engine import DEFAULT_MODEL, SimConfig, SimEngine
+from sglang_plugin.sim_problems import Problem, ProblemBank
+from sglang_plugin.sim_protocol import ApiError, invalid, parse_body, parse_embedding, parse_generate, rejected
+from sglang_plugin.sim_reasoner import Reasoner
+
+FAULTY = frozenset({"/generate", "/classify", "/encode"})
+FLUSH_BUSY = ("Cache not flushed: there are running or waiting requests.\n"
+              "(When there are running or waiting requests, the operation will not be performed.)\n")
+FLUSH_DONE = ("Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting "
+              "requests, the operation will not be performed.)\n")
+
+
+class SimServer:
+    """The simulator on a background thread: `with SimServer(problems, seed=1) as server: server.url`.
+
+    `problems`: a ProblemBank, Problem objects, or a JSONL path (read with `rate_field` and an optional
+    `solutions` file, see ProblemBank.from_jsonl), or None (every problem unknown, at `default_rate`).
+    Other keyword arguments are SimConfig fields (seed, reward_auroc, token_delay_ms, fail_rate, ...).
+    """
+
+    def __init__(self, problems: ProblemBank | Iterable[Problem] | str | os.PathLike | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0, rate_field: str = "pass_rate",
+                 solutions: str | os.PathLike | None = None, config: SimConfig | None = None,
+                 **options: Any) -> None:
+        if isinstance(problems, (str, os.PathLike)):
+            bank = ProblemBank.from_jsonl(problems, rate_field=rate_field, solutions=solutions)
+        elif problems is None or isinstance(problems, ProblemBank):
+            bank = problems
+        else:
+            bank = ProblemBank(problems)
+        config = config or SimConfig()
+        self.config = SimConfig(**{**config.__dict__, **options})
+        self.engine = SimEngine(self.config, bank)
+        self.host, self.port = host, port
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the simulator is not running: call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def reasoner(self) -> Reasoner:
+        """The trajectory model, e.g. `server.reasoner.spec_for(problem_text)` for a problem's rate,
+        reference answer and wrong-answer pool with its probabilities."""
+        return self.engine.reasoner
+
+    def start(self) -> SimServer:
+        if self._httpd is not None:
+            return self
+        self._httpd = _HTTPServer((self.host, self.port), _Handler, self.engine)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"sim-server:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: ends stalls and delays in progress and closes open connections."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.stopping.set()
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, engine: SimEngine) -> None:
+        self.engine = engine
+        self.stopping = threading.Event()
+        self.in_flight = 0
+        self.lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
+        super().__init__(address, handler)
+
+    def close_connections(self) -> None:
+        with self.lock:
+            connections = list(self.connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "tts-planner-sim"
+    timeout = 120
+    server: _HTTPServer
+
+    routes = {
+        "/health": ("GET",), "/health_generate": ("GET",), "/get_model_info": ("GET",), "/model_info": ("GET",),
+        "/get_server_info": ("GET",), "/server_info": ("GET",), "/flush_cache": ("GET", "POST"),
+        "/generate": ("POST", "PUT"), "/classify": ("POST", "PUT"), "/encode": ("POST", "PUT"),
+        "/tokenize": ("POST",), "/v1/tokenize": ("POST",), "/detokenize": ("POST",), "/v1/detokenize": ("POST",),
+    }
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a test or benchmark sends thousands of requests."""
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        raw = self._read_body()
+        if raw is None:
+            return
+        allowed = self.routes.get(path)
+        if allowed is None:
+            self._json(404, {"detail": "Not Found"})
+            return
+        if method not in allowed:
+            self._json(405, {"detail": "Method Not Allowed"}, {"Allow": ", ".join(allowed)})
+            return
+        engine = self.server.engine
+        if path in FAULTY:
+            engine.count_request()
+            fault = engine.fault(path.encode() + b"\x00" + raw)
+            if fault == "error":
+                self._json(500, {"error": {"message": "simulated internal server error (fault injection)"}})
+                return
+            if fault == "drop":
+                self.close_connection = True
+                return
+            if fault == "stall" and self.server.stopping.wait(engine.config.stall_seconds):
+                self.close_connection = True
+                return
+        with self.server.lock:
+            self.server.in_flight += 1
+        try:
+            self._route(path, raw, time.perf_counter())
+        except ApiError as exc:
+            self._json(exc.status, exc.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # the simulator's own bug: report it like a server would, and log it
+            traceback.print_exc(file=sys.stderr)
+            self._json(500, {"error": {"message": f"internal simulator error: {type(exc).__name__}: {exc}"}})
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _route(self, path: str, raw: bytes, started: float) -> None:
+        engine = self.server.engine
+        if path in ("/health", "/health_generate"):
+            self._send(200, b"", "text/plain")
+        elif path in ("/get_model_info", "/model_info"):
+            self._json(200, engine.model_info())
+        elif path in ("/get_server_info", "/server_info"):
+            self._json(200, engine.server_info(*self.server.server_address[:2]))
+        elif path == "/flush_cache":
+            with self.server.lock:
+                busy = self.server.in_flight > 1
+            if not busy:
+                engine.flush()
+            self._send(400 if busy else 200, (FLUSH_BUSY if busy else FLUSH_DONE).encode(), "text/plain")
+        elif path == "/generate":
+            self._generate(parse_body(raw), started)
+        elif path in ("/classify", "/encode"):
+            inputs, single = parse_embedding(parse_body(raw))
+            results = engine.classify(inputs)
+            tokens = sum(r["meta_info"]["prompt_tokens"] for r in results)
+            self._sleep(engine.config.prefill_delay_ms * tokens / 1000.0)
+            for result in results:
+                result["meta_info"]["e2e_latency"] = time.perf_counter() - started
+            self._json(200, results[0] if single else results)
+        elif path.endswith("/tokenize"):
+            self._json(200, self._tokenize(parse_body(raw)))
+        else:
+            self._json(200, self._detokenize(parse_body(raw)))
+
+    def _generate(self, body: dict, started: float) -> None:
+        engine = self.server.engine
+        request = parse_generate(body)
+        if request.stream:
+            self._stream(request, started)
+            return
+        generations = [engine.generate(item) for item in request.items]
+        cfg = engine.config
+        self._sleep(max(cfg.prefill_delay_ms * g.uncached_tokens + cfg.token_delay_ms * g.completion_tokens
+                        for g in generations) / 1000.0)
+        for g in generations:
+            g.item["meta_info"]["e2e_latency"] = time.perf_counter() - started
+        items = [g.item for g in generations]
+        self._json(200, items[0] if request.single else items)
+
+    def _stream(self, request, started: float) -> None:
+        """Server-sent events as SGLang sends them: cumulative text per token, then "data: [DONE]"."""
+        engine, cfg = self.server.engine, self.server.engine.config
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for index, item in enumerate(request.items):
+            try:
+                generation = engine.generate(item)
+            except ApiError as exc:
+                if not exc.in_stream:
+                    raise
+                self._event(exc.body)
+                continue
+            self._sleep(cfg.prefill_delay_ms * generation.uncached_tokens / 1000.0)
+            final, text = generation.item, ""
+            for count, piece in enumerate(generation.token_texts[:-1], start=1):
+                self._sleep(cfg.token_delay_ms / 1000.0)
+                text += piece
+                meta = {**final["meta_info"], "finish_reason": None, "completion_tokens": count}
+                self._event({"text": text, "output_ids": final["output_ids"][:count], "meta_info": meta,
+                             **({} if request.single else {"index": index})})
+            self._sleep(cfg.token_delay_ms / 1000.0 if generation.completion_tokens else 0.0)
+            final["meta_info"]["e2e_latency"] = time.perf_counter() - started
+            self._event({**final, **({} if request.single else {"index": index})})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _event(self, payload: dict) -> None:
+        self.wfile.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n\n")
+        self.wfile.flush()
+
+    def _tokenize(self, body: dict) -> dict:
+        prompt = body.get("prompt")
+        tok = self.server.engine.tokenizer
+        if isinstance(prompt, str):
+            ids = tok.encode(prompt)
+            return {"tokens": ids, "count": len(ids), "max_model_len": self.server.engine.config.context_length}
+        if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+            lists = [tok.encode(p) for p in prompt]
+            return {"tokens": lists, "count": [len(ids) for ids in lists],
+                    "max_model_len": self.server.engine.config.context_length}
+        raise invalid("1 validation error: prompt: Input should be a valid string or a list of strings")
+
+    def _detokenize(self, body: dict) -> dict:
+        tokens = body.get("tokens")
+        skip = body.get("skip_special_tokens", True)
+        tok = self.server.engine.tokenizer
+        if not isinstance(tokens, list) or not isinstance(skip, bool):
+            raise invalid("1 validation error: tokens: Input should be a list of integers or of lists")
+        try:
+            if tokens and all(isinstance(t, list) for t in tokens):
+                return {"text": [tok.decode(t, skip_special_tokens=skip) for t in tokens]}
+            return {"text": tok.decode(tokens, skip_special_tokens=skip)}
+        except (ValueError, TypeError) as exc:
+            raise rejected(f"Error decoding tokens: {exc}. Input tokens might be invalid for the model.") from None
+
+    def _read_body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._json(400, invalid("Content-Length is not a number").body)
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.server.stopping.wait(seconds)
+
+    def _json(self, status: int, payload: Any, headers: dict | None = None) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send(status, body, "application/json", headers)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@click.command("sim-server")
+@click.option("--port", type=click.IntRange(0, 65535), default=30000, show_default=True,
+              help="Port on 127.0.0.1 (0: pick a free one and print it).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--problems", type=click.Path(dir_okay=False), default=None,
+              help="JSONL of known problems: problem, answer, optional solution, and the success rate.")
+@click.option("--solutions", type=click.Path(dir_okay=False), default=None,
+              help="JSONL joined to --problems by problem text for missing solution/answer fields "
+                   "(e.g. math500/test.jsonl next to outcomes/math500_success_rates.jsonl).")
+@click.option("--rate-field", default="pass_rate", show_default=True,
+              help="Field of --problems holding each problem's true success rate in [0, 1].")
+@click.option("--default-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Success rate of problems that are not in --problems.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of all simulated randomness.")
+@click.option("--model-path", default=DEFAULT_MODEL, show_default=True,
+              help="Model name reported to clients (the sglang frontend picks its chat template from it).")
+@click.option("--reward-auroc", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
+              show_default=True, help="How well simulated reward scores rank correct above wrong.")
+@click.option("--confidence-gap", type=click.FloatRange(0), default=0.3, show_default=True,
+              help="How much less confident (in logits) the policy's tokens are on wrong steps.")
+@click.option("--context-length", type=click.IntRange(2), default=4096, show_default=True)
+@click.option("--cache-tokens", type=click.IntRange(1), default=None,
+              help="Prefix cache capacity in tokens (least recently used evicted); default unlimited.")
+@click.option("--token-delay-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Simulated time per generated token, per request (requests overlap).")
+@click.option("--prefill-delay-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Simulated time per uncached prompt token.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of /generate, /classify, /encode requests answered with HTTP 500.")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of those requests whose connection is closed without an answer.")
+@click.option("--stall-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of those requests that hang for --stall-seconds before answering.")
+@click.option("--stall-seconds", type=click.FloatRange(0), default=30.0, show_default=True)
+@click.option("--step-tag", default="ки", show_default=True, help="PRM step tag (one token) after each step.")
+@click.option("--step-tag-id", type=int, default=12902, show_default=True)
+@click.option("--plus-token-id", type=int, default=648, show_default=True, help="PRM's '+' label token id.")
+@click.option("--minus-token-id", type=int, default=387, show_default=True, help="PRM's '-' label token id.")
+def sim_server_command(port: int, host: str, problems: str | None, solutions: str | None, rate_field: str,
+                       **options: Any) -> None:
+    """Serve a SIMULATED SGLang server (no model, no GPU) for tests, benchmarks and the demo.
+
+    It speaks SGLang's HTTP protocol (sgl.RuntimeEndpoint works against it) and solves each problem of
+    --problems at its measured success rate, step by step; other problems at --default-rate. Stop it with
+    Ctrl-C or SIGTERM.
+    """
+    if solutions is not None and problems is None:
+        raise click.UsageError("--solutions needs --problems")
+    try:
+        server = SimServer(problems, host=host, port=port, rate_field=rate_field, solutions=solutions, **options)
+    except PlannerError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        server.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    known = len(server.reasoner.bank)
+    click.echo(f"tts-planner sim-server: SIMULATED SGLang server (no model, no GPU) for {server.config.model_path}"
+               f" ready at {server.url} ({known} known problems, seed {server.config.seed})", nl=True)
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    click.echo("tts-planner sim-server: stopped", err=True)
