@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import zip_longest
 
 import sglang as sgl
 
@@ -188,6 +189,34 @@ class SearchRun:
             return
         with ThreadPoolExecutor(max_workers=len(branches)) as pool:
             list(pool.map(self.rollout, branches))
+        self.canonicalize(branches, whole=True)
+
+    def canonicalize(self, branches: Sequence[Branch], whole: bool = False) -> None:
+        """Branches that sent the same text are interchangeable, but which of them got which of the
+        server's samples depends on thread timing. Handing the samples out in text order (round-robin over
+        DVTS groups, so equal samples spread out) makes every strategy a function of the server's samples
+        alone: a seeded server gives the same search, branch for branch, every run. `whole`: the branches
+        diverged at their fork (rollouts), else at their latest step."""
+        buckets: dict[tuple, list[Branch]] = {}
+        for branch in branches:
+            if not branch.failed and branch.steps:
+                shared = branch.steps[:branch.fork_step] if whole else branch.steps[:-1]
+                buckets.setdefault((branch.parent, "".join(shared)) if whole else ("".join(shared),), []).append(branch)
+        fields = ("steps", "step_scores", "tokens", "answer", "finish_reason", "error")
+        for members in buckets.values():
+            if len(members) < 2:
+                continue
+            by_group: dict[int | None, list[Branch]] = {}
+            for branch in sorted(members, key=lambda b: (b.group or 0, b.id)):
+                by_group.setdefault(branch.group, []).append(branch)
+            slots = [b for row in zip_longest(*by_group.values()) for b in row if b is not None]
+            samples = sorted(members, key=lambda b: (b.text, b.id))
+            contents = [({f: getattr(b, f) for f in fields}, self._states.pop(b.id, None)) for b in samples]
+            for slot, (content, state) in zip(slots, contents):
+                for name, value in content.items():
+                    setattr(slot, name, value)
+                if state is not None:
+                    self._states[slot.id] = state
 
     # -- scoring and selection ----------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ def particle_filter(run: SearchRun) -> SolveResult:
             break
         fresh = [p for p in particles if not p.finished]
         run.advance(fresh)
+        run.canonicalize(fresh)
         run.score_latest(fresh)
         weights = particle_weights(_rewards(particles), config.pf_temperature)
         ess = effective_sample_size(weights)

@@ -31,11 +31,12 @@ def dvts(run: SearchRun) -> SolveResult:
 
 
 def _tree_search(run: SearchRun, *, groups: int, keep: int, expand: int, size: dict) -> SolveResult:
-    candidates: list[Branch] = []
-    for group in range(groups):
-        candidates += run.spawn(keep * expand, group=group)
+    candidates = run.spawn(groups * keep * expand)
+    for index, branch in enumerate(candidates):
+        branch.group = index // (keep * expand)
     for depth in range(run.config.max_steps):
         run.advance(candidates)
+        run.canonicalize(candidates)
         run.score_latest(candidates)
         survivors: list[Branch] = []
         for group in range(groups):
@@ -58,3 +59,4 @@ def _tree_search(run: SearchRun, *, groups: int, keep: int, expand: int, size: d
     finished = [b for b in run.branches if b.finish_reason not in ("pruned", "failed", None)]
     chosen, votes = run.pick_by_score(finished)
     return run.finish(chosen, votes, size)
+

@@ -84,13 +84,14 @@ class _PrefixScorer(Scorer):
 class OutcomeRewardScorer(_PrefixScorer):
     """An outcome reward model behind SGLang's `/classify` (server started with `--is-embedding`).
 
-    `template` places the problem and the (partial) response in the reward model's chat format;
-    `sigmoid=True` maps raw reward logits (Qwen2.5-Math-RM-72B) into (0, 1) for the particle filter.
+    `template` places the problem and the (partial) response in the reward model's chat format. Scores
+    are sigmoid(raw score), in (0, 1): Qwen2.5-Math-RM-72B answers raw logits, and summed votes and
+    particle weights need probabilities (the ranking is unchanged). `sigmoid=False` keeps them raw.
     """
 
     name = "orm"
 
-    def __init__(self, url: str, *, template: str = QWEN_ORM_TEMPLATE, sigmoid: bool = False,
+    def __init__(self, url: str, *, template: str = QWEN_ORM_TEMPLATE, sigmoid: bool = True,
                  max_batch: int = 64, config: SolveConfig | None = None, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.template, self.sigmoid, self.max_batch = template, sigmoid, max_batch
