@@ -25,10 +25,11 @@ COLUMNS = {
     "small (Qwen2.5-Math-1.5B-Instruct)": "Qwen-Qwen2.5-Math-1.5B-Instruct",
     "medium (Qwen2.5-Math-7B-Instruct)": "Qwen-Qwen2.5-Math-7B-Instruct",
 }
-# One majority size (8) cannot separate the wrong-answer model from the rate; the fit is pulled (with the
-# calibration fitter's default weight) towards a broad Beta(2, 2) for the top wrong answer's share and a slow
-# rate, and the rate at the hard anchor stays unidentified (the ceiling there is p).
+# One majority size (8) cannot separate the wrong-answer model from the rate; the fit is pulled towards a
+# broad Beta(2, 2) for the top wrong answer's share and a slow rate, with a prior weight of 0.3 (without it
+# the Beta degenerates to a step at one threshold).
 START = Curve(plurality=(2.0, 2.0), rate=(1.0, 0.3, 0.3))
+PRIOR = 0.3
 EDGES = (0.0, 0.02, 0.06, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.96, 1.0001)
 
 
@@ -61,7 +62,7 @@ def main() -> None:
         maj = np.array([r[f"sr__{model}_maxlen_3000_k_8_temp_0.7_labelcol_majority_vote_is_correct"]
                         for r in rows], dtype=float)
         points = groups(p, maj)
-        curve = fit_curve(START, points)
+        curve = fit_curve(START, points, prior_weight=PRIOR)
         a, b = curve.plurality
         print(f"{label}: {len(rows)} train problems")
         print(f"  fitted plurality=({a:.3f}, {b:.3f}), rate=({', '.join(f'{r:.3f}' for r in curve.rate)})")

@@ -49,7 +49,8 @@ from planner.policies import DEFAULT_POLICY, policy as find_policy
 from planner.strategy_table import MAX_SIZE, CostModel, Curve, StrategyTable
 
 BUDGETS = (1, 2, 4, 8, 16)
-FINE_BUDGETS = tuple(np.round(np.arange(1.0, 16.0 + 1e-9, 0.25), 2))
+# up to 32 so that an allocation needing more than uniform's 16 shows by how much
+FINE_BUDGETS = tuple(np.arange(1.0, 16.0, 0.25)) + tuple(np.arange(16.0, 32.0 + 1e-9, 1.0))
 POOL_SIZE, POOL_DIRICHLET = 4, 1.0
 MATCH_AT = 16
 
@@ -159,7 +160,7 @@ def crossing(budgets: np.ndarray, accuracy: np.ndarray, target: float) -> float 
 def benchmark(rates: np.ndarray, predicted: np.ndarray, *, reps: int, seed: int,
               fine_reps: int) -> dict:
     out = {"problems": int(rates.size), "mean_rate": float(rates.mean()),
-           "predicted_mean": float(predicted.mean()), "reps": reps, "seed": seed,
+           "predicted_mean": float(predicted.mean()), "reps": reps, "fine_reps": fine_reps, "seed": seed,
            "settings": {}}
     for setting in settings():
         rows = []
@@ -175,6 +176,8 @@ def benchmark(rates: np.ndarray, predicted: np.ndarray, *, reps: int, seed: int,
             row = {"budget": budget, "samples_used": {k: float(v.mean()) for k, v in alloc.items()}}
             for name, values in acc.items():
                 row[name] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
+            gain = np.array(acc["predictor"]) - np.array(acc["uniform"])
+            row["predictor_minus_uniform"] = {"mean": float(gain.mean()), "std": float(np.std(gain, ddof=1))}
             if setting.key == "best_of_n":
                 for name, n in alloc.items():
                     row[name]["exact"] = float(np.mean(1.0 - (1.0 - rates) ** n))
@@ -203,7 +206,7 @@ def match_uniform(setting: Setting, rates: np.ndarray, predicted: np.ndarray, se
         curve = accuracy([sizes_for(setting, p, b) for b in budgets])
         budget = crossing(budgets, curve, target)
         result[name] = {"budget": budget, "saving": MATCH_AT / budget if budget else None,
-                        "accuracy_at_16": float(curve[-1])}
+                        "accuracy_at_16": float(np.interp(MATCH_AT, budgets, curve))}
     return result
 
 
@@ -213,17 +216,20 @@ def format_report(result: dict, source: str) -> str:
              f"{result['reps']} repetitions from seed {result['seed']}; accuracy mean +- std over repetitions", ""]
     for setting in result["settings"].values():
         lines.append(setting["title"])
-        lines.append(f"{'budget':>7}  {'uniform':>15}  {'predictor':>15}  {'oracle':>15}")
+        lines.append(f"{'budget':>7}  {'uniform':>15}  {'predictor':>15}  {'oracle':>15}  {'predictor-uniform':>18}")
         for row in setting["rows"]:
-            cells = "  ".join(f"{row[k]['mean']:.4f}+-{row[k]['std']:.4f}" for k in ("uniform", "predictor", "oracle"))
+            cells = "  ".join(f"{row[k]['mean']:.4f}+-{row[k]['std']:.4f}"
+                              for k in ("uniform", "predictor", "oracle", "predictor_minus_uniform"))
             lines.append(f"{row['budget']:>7}  {cells}")
         match = setting["match"]
-        lines.append(f"uniform at {MATCH_AT} samples: {match['uniform_accuracy_at_16']:.4f}; matched by")
+        how = "exact expectation" if "best-of-N" in setting["title"] else f"mean of {result['fine_reps']} runs"
+        lines.append(f"uniform at {MATCH_AT} samples: {match['uniform_accuracy_at_16']:.4f} ({how}); matched by")
         for name in ("predictor", "oracle"):
             m = match[name]
-            where = f"{m['budget']:.2f} samples per problem ({m['saving']:.2f}x less compute)" if m["budget"] \
-                else f"no budget up to {MATCH_AT} (accuracy at {MATCH_AT}: {m['accuracy_at_16']:.4f})"
-            lines.append(f"  {name:<9} allocation at {where}")
+            where = f"{m['budget']:.2f} samples per problem (uniform spends {MATCH_AT / m['budget']:.2f}x as much)" \
+                if m["budget"] else f"no budget up to {FINE_BUDGETS[-1]:g}"
+            lines.append(f"  {name:<9} allocation at {where} (its accuracy at {MATCH_AT}: "
+                         f"{m['accuracy_at_16']:.4f}, {m['accuracy_at_16'] - match['uniform_accuracy_at_16']:+.4f})")
         lines.append("")
     return "\n".join(lines)
 
@@ -237,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--column", default=find_policy(DEFAULT_POLICY).label_column,
                         help="outcome column holding each problem's true rate")
     parser.add_argument("--reps", type=int, default=20, help="simulation repetitions per budget (default 20)")
-    parser.add_argument("--fine-reps", type=int, default=20,
-                        help="repetitions per fine-grid budget for the majority-voting match (default 20)")
+    parser.add_argument("--fine-reps", type=int, default=100,
+                        help="repetitions per fine-grid budget for the majority-voting match (default 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)

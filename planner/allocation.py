@@ -17,6 +17,7 @@ per-problem cost that differs between options, and is priced per problem exactly
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ class Budget:
         if self.unit not in UNITS:
             raise InputError(f"unknown budget unit '{self.unit}'; use one of {', '.join(UNITS)}", field="budget")
         amount = self.amount
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) \
+        if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not math.isfinite(amount) \
                 or amount <= 0:
             raise InputError(f"must be a positive number, got {amount!r}", field="budget")
 
