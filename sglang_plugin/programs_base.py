@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import zip_longest
 
 import sglang as sgl
+from sglang.lang.tracer import StopTracing, TracerProgramState
 
 from planner.errors import InputError
 from sglang_plugin.answers import extract_answer, shared_grouper
@@ -322,6 +323,9 @@ def run_program(strategy: str, needs_scorer: bool, body: Callable[[SearchRun], S
 
     def program(s, problem: str, budget: int, config: SolveConfig | None = None,
                 scorer: Scorer | None = None) -> SolveResult:
+        if isinstance(s, TracerProgramState):
+            # run_batch traces programs to pre-cache their constant prefix; ours starts with arguments.
+            raise StopTracing()
         run = SearchRun(s, strategy, problem, budget, config, scorer, needs_scorer=needs_scorer)
         run.open()
         try:

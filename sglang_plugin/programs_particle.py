@@ -60,12 +60,13 @@ def particle_filter(run: SearchRun) -> SolveResult:
         run.score_latest(fresh)
         weights = particle_weights(_rewards(particles), config.pf_temperature)
         ess = effective_sample_size(weights)
+        running = sum(not p.finished for p in particles)
         record = {"step": depth, "particles": [p.id for p in particles], "rewards": _rewards(particles),
-                  "weights": weights.tolist(), "ess": ess, "resampled": False}
+                  "weights": weights.tolist(), "ess": ess, "running": running, "resampled": False}
         run.trace.append(record)
         if not weights.any():
             break  # every particle failed
-        if ess < config.pf_ess_threshold * n and any(not p.finished for p in particles):
+        if ess < config.pf_ess_threshold * n and running:
             ancestors = resample(weights, rng)
             record.update(resampled=True, ancestors=[particles[i].id for i in ancestors])
             particles = _next_generation(run, particles, ancestors)
