@@ -87,6 +87,8 @@ class Stats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     classify_texts: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
     faults: dict = field(default_factory=lambda: {"error": 0, "drop": 0, "stall": 0})
 
 
@@ -187,22 +189,29 @@ class SimEngine:
         return random.Random(int.from_bytes(seed, "big"))
 
     def _continuation(self, chunks: list[Chunk], sampling: Sampling, budget: int, with_labels: bool):
-        """Output token ids and texts (end of sequence included) and, if asked, per token what its
-        confidence depends on: (key, correct or None)."""
+        """Output token ids and texts and, if asked, per token what its confidence depends on: (key, correct
+        or None). Tokenizes only as far as needed: past the budget or a stop string nothing is generated;
+        the end-of-sequence token closes a finished trajectory."""
         tok = self.tokenizer
-        ids, texts, labels = [], [], []
+        ids, texts, labels, written = [], [], [], ""
         correct = True
         for chunk in chunks:
-            digest = _digest(chunk.step.text) if chunk.step is not None and with_labels else ""
-            at = chunk.offset
-            for piece in tok.pieces(chunk.text):
-                ids.append(tok.piece_id(piece))
-                texts.append(piece)
-                if with_labels:
-                    labels.append((f"{digest}/{at}/{ids[-1]}", chunk.correct) if digest else
-                                  (f"sep/{piece}", None))
-                at += len(piece)
+            pieces = tok.pieces(chunk.text)
+            ids += map(tok.piece_id, pieces)
+            texts += pieces
+            if with_labels:
+                if chunk.step is None:
+                    labels += [(f"sep/{p}", None) for p in pieces]
+                else:
+                    digest, at = _digest(chunk.step.text), chunk.offset
+                    for piece, token_id in zip(pieces, ids[len(ids) - len(pieces):]):
+                        labels.append((f"{digest}/{at}/{token_id}", chunk.correct))
+                        at += len(piece)
             correct = chunk.correct
+            written += chunk.text
+            if len(ids) >= budget or any(stop in written for stop in sampling.stop) \
+                    or not set(sampling.stop_token_ids).isdisjoint(ids):
+                return ids, texts, labels
         while (sampling.ignore_eos or len(ids) < sampling.min_new_tokens) and len(ids) < budget:
             ids += self._filler
             texts += [tok.token_text(i) for i in self._filler]
@@ -253,6 +262,7 @@ class SimEngine:
         prm = self._prm_at_tags(text, prompt_ids, ends)
         prompt_label = self._prompt_labeller(prompt_ids, ends, spans)
         want_text = req.return_text_in_logprobs
+        spare: dict[int, float] = {}
 
         def entry(logprob, token_id):
             return [logprob, token_id, tok.token_text(token_id) if want_text else None]
@@ -267,17 +277,18 @@ class SimEngine:
                 probs.setdefault(actual, (1.0 - PRM_MASS) / 2)
                 return probs
             key, correct = prompt_label(t) if t < length else out_labels[t - length]
-            p = self.scores.token_probability(key, correct)
+            p, extra, spare[t] = self.scores.token_probability(key, correct)
             probs = {actual: p}
-            bits, share, count = int(unit(self.config.seed, "alt", key) * (1 << 30)), 0.5, len(self._alternatives)
+            bits, share, count = int(extra * (1 << 30)), 0.5, len(self._alternatives)
             for j in range(3):
-                alt = self._alternatives[(bits >> (6 * j)) % count]
-                probs.setdefault(alt, (1.0 - p) * share)
+                probs.setdefault(self._alternatives[(bits >> (6 * j)) % count], (1.0 - p) * share)
                 share /= 2
             return probs
 
         def other(t: int, token_id: int, probs: dict[int, float]) -> float:
-            return math.log(max(1e-12, (1.0 - sum(probs.values())) * 1e-3 * (0.5 + unit(t, token_id))))
+            """Any other token: a small share of what is left, varying by token."""
+            jitter = (spare.get(t, 0.5) * 7919 + token_id * 0.6180339887) % 1.0
+            return math.log(max(1e-12, (1.0 - sum(probs.values())) * 1e-3 * (0.5 + jitter)))
 
         positions = list(range(start + 1, length)) + list(range(length, length + len(out_ids)))
         dists = {t: dist(t) for t in positions}
@@ -413,6 +424,17 @@ class SimEngine:
     def count_request(self) -> None:
         with self._lock:
             self.stats.requests += 1
+
+    def enter(self) -> int:
+        """A request starts being served; returns how many are in flight now (itself included)."""
+        with self._lock:
+            self.stats.in_flight += 1
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+            return self.stats.in_flight
+
+    def leave(self) -> None:
+        with self._lock:
+            self.stats.in_flight -= 1
 
 
 def _ends(texts: list[str]) -> list[int]:

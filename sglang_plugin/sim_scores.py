@@ -31,17 +31,17 @@ def d_prime(auroc: float) -> float:
 
 def unit(*parts: object) -> float:
     """A uniform number in (0, 1) that depends only on `parts`."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
-    return ((int.from_bytes(digest, "big") >> 11) + 0.5) / (1 << 53)
+    return units(*parts, count=1)[0]
+
+
+def units(*parts: object, count: int) -> list[float]:
+    """`count` (at most 8) independent uniform numbers in (0, 1) from one hash of `parts`."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8 * count).digest()
+    return [((int.from_bytes(digest[i:i + 8], "big") >> 11) + 0.5) / (1 << 53) for i in range(0, 8 * count, 8)]
 
 
 def normal(*parts: object) -> float:
     return _NORMAL.inv_cdf(unit(*parts))
-
-
-def logistic(*parts: object) -> float:
-    u = unit(*parts)
-    return math.log(u / (1.0 - u))
 
 
 def sigmoid(x: float) -> float:
@@ -67,11 +67,13 @@ class ScoreModel:
         z = normal(self.seed, "prm", prefix_digest) + (self.d if correct else 0.0)
         return sigmoid(z + PRM_BIAS)
 
-    def token_probability(self, key: str, correct: bool | None) -> float:
-        """Probability the policy gave to one token: high and noisy on correct steps, `confidence_gap`
-        lower (in logits) on wrong ones, a flatter neutral level on text that is not a step."""
+    def token_probability(self, key: str, correct: bool | None) -> tuple[float, float, float]:
+        """Probability the policy gave to one token (high and noisy on correct steps, `confidence_gap`
+        lower in logits on wrong ones, a flatter neutral level on text that is not a step), and two more
+        uniform draws tied to the same token for the rest of its distribution."""
         if correct is None:
             mean = NEUTRAL_CONFIDENCE
         else:
             mean = CONFIDENCE_MEAN - (0.0 if correct else self.confidence_gap)
-        return sigmoid(mean + CONFIDENCE_SPREAD * logistic(self.seed, "tok", key))
+        u, extra, spare = units(self.seed, "tok", key, count=3)
+        return sigmoid(mean + CONFIDENCE_SPREAD * math.log(u / (1.0 - u))), extra, spare

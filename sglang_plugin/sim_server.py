@@ -118,7 +118,6 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, address, handler, engine: SimEngine) -> None:
         self.engine = engine
         self.stopping = threading.Event()
-        self.in_flight = 0
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         super().__init__(address, handler)
@@ -196,8 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "stall" and self.server.stopping.wait(engine.config.stall_seconds):
                 self.close_connection = True
                 return
-        with self.server.lock:
-            self.server.in_flight += 1
+        engine.enter()
         try:
             self._route(path, raw, time.perf_counter())
         except ApiError as exc:
@@ -208,8 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             self._json(500, {"error": {"message": f"internal simulator error: {type(exc).__name__}: {exc}"}})
         finally:
-            with self.server.lock:
-                self.server.in_flight -= 1
+            engine.leave()
 
     def _route(self, path: str, raw: bytes, started: float) -> None:
         engine = self.server.engine
@@ -220,8 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path in ("/get_server_info", "/server_info"):
             self._json(200, engine.server_info(*self.server.server_address[:2]))
         elif path == "/flush_cache":
-            with self.server.lock:
-                busy = self.server.in_flight > 1
+            busy = engine.stats.in_flight > 1
             if not busy:
                 engine.flush()
             self._send(400 if busy else 200, (FLUSH_BUSY if busy else FLUSH_DONE).encode(), "text/plain")

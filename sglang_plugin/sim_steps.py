@@ -22,7 +22,7 @@ _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "Mr.", "Mrs.", "Dr.", "St.")
 _INTEGER = re.compile(r"\d+")
 _TEXT_ANSWER = re.compile(r"\\text\{\s*([^{}]*?)\s*\}")
 _CHOICE = re.compile(r"^(\\text\{\s*)?\(?([A-E])\)?(\s*\})?$")
-_NUMBER = re.compile(r"(-?)(?:(\d+(?:\.\d+)?)|\\d?frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
+_NUMBER = re.compile(r"(-?)(?:(\d+(?:\.\d+)?)|\\[dt]?frac\{?(\d+)\}?\{?(\d+)\}?|(\d+)/(\d+))")
 _TEXT_ALTERNATIVES = ("even", "odd", "neither", "none", "yes", "no", "Monday", "Friday")
 _SWAPS = (("<", ">"), ("\\le", "\\ge"), ("increasing", "decreasing"), ("positive", "negative"),
           ("maximum", "minimum"), ("+", "-"))
@@ -110,7 +110,7 @@ def wrong_answer_pool(answer: str, size: int, salt: str) -> list[str]:
     answer = answer.strip()
     choice = _CHOICE.match(answer)
     text = _TEXT_ANSWER.fullmatch(answer)
-    integers = list(_INTEGER.finditer(answer))[:4]
+    integers = [m for m in _INTEGER.finditer(answer) if not _decoration(answer, m.start())][:4]
     candidates = []
     if choice:
         candidates += [answer.replace(choice.group(2), c, 1) for c in "ABCDE" if c != choice.group(2)]
@@ -137,6 +137,13 @@ def wrong_answer_pool(answer: str, size: int, salt: str) -> list[str]:
         if len(pool) == size:
             break
     return pool
+
+
+def _decoration(answer: str, at: int) -> bool:
+    """Whether the integer at `at` is a base subscript (52_8) or the power of a unit (cm}^2): graders
+    ignore those, so changing them would not make the answer wrong."""
+    before = answer[:at].rstrip("{")
+    return before.endswith("_") or before.endswith("}^") and ("\\mbox" in answer or "\\text" in answer)
 
 
 def _identity(answer: str) -> object:

@@ -1,8 +1,9 @@
 """The simulator's own tokenizer: deterministic, stateless and reversible, so token counts, prefix-cache hits
 and logprob token ids are stable across runs without shipping a real vocabulary.
 
-Pieces come from one regex (special tokens, words with their leading space, single digits as Qwen splits
-them, LaTeX commands, runs of up to three symbols, whitespace runs) and are cut to at most 6 UTF-8 bytes.
+Special tokens are split out first; the rest is cut by one regex into words with their leading space,
+single digits (as Qwen splits them), LaTeX commands, runs of up to three symbols and whitespace runs, each
+at most 6 characters long (non-ASCII pieces are further cut to at most 6 UTF-8 bytes).
 A piece's id is its UTF-8 bytes read as a big-endian integer, so ids decode without a table and stay below
 2**48 (exact in JSON doubles). Special tokens take ids 0xC000 + i, values no valid UTF-8 string maps to.
 Measured on MATH-500: about 2.4 characters per token on LaTeX-heavy solutions, 3.8 on English prose.
@@ -10,6 +11,7 @@ Measured on MATH-500: about 2.4 characters per token on LaTeX-heavy solutions, 3
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -19,8 +21,10 @@ VOCAB_SIZE = 1 << (8 * MAX_PIECE_BYTES)
 DEFAULT_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 EOS_TOKEN = "<|im_end|>"
 
-_PATTERN = re.compile(r" ?[^\W\d_]+|\d| ?\\[A-Za-z]+\{?| ?[^\w\s\\\x00]{1,3}|\n+|[ \t]+(?=[ \t\n])|[ \t]+|\\.?|.",
-                      re.S)
+_PATTERN = re.compile(r" [^\W\d_]{1,5}|[^\W\d_]{1,6}|\d| \\[A-Za-z]{1,4}|\\[A-Za-z]{1,4}\{?|"
+                      r" ?[^\w\s\\\x00]{1,3}|\n{1,6}|[ \t]{1,6}(?=[ \t\n])|[ \t]{1,6}|\\.?|.", re.S)
+_PART_END = re.compile(r"(?<=\n\n)(?!\n)")
+_MEMO_LIMIT = 200_000
 
 
 class SimTokenizer:
@@ -37,6 +41,7 @@ class SimTokenizer:
             specials[token] = SPECIAL_BASE + len(specials) if token_id is None else token_id
         alternation = "|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True))
         self._split = re.compile(f"({alternation})")
+        self._memo: dict[str, tuple[list[str], list[int]]] = {}
         self.special_ids: dict[str, int] = {}
         self._fixed: dict[int, str] = {}
         for token, token_id in specials.items():
@@ -45,6 +50,7 @@ class SimTokenizer:
         for token_id, text in (aliases or {}).items():
             self._claim(token_id, text)
         self.specials = tuple(specials)
+        self._memo.clear()  # filled while checking the ids above, before every special had its id
         self._special_text = {i: t for t, i in self.special_ids.items()}
         self.eos_token_id = self.special_ids[EOS_TOKEN]
 
@@ -60,36 +66,45 @@ class SimTokenizer:
         self._fixed[token_id] = text
 
     def pieces(self, text: str) -> list[str]:
-        """Special tokens are split out first (as Hugging Face tokenizers do), then the regex runs."""
-        out: list[str] = []
-        for i, part in enumerate(self._split.split(text)):
-            if i % 2:
-                out.append(part)
-                continue
-            for piece in _PATTERN.findall(part):
-                if len(piece) == 1 or len(piece.encode("utf-8")) <= MAX_PIECE_BYTES:
-                    out.append(piece)
-                else:
-                    out.extend(_cut(piece))
-        return out
+        return [p for part in _PART_END.split(text) for p in self._part(part)[0]]
 
     def piece_id(self, piece: str) -> int:
         special = self.special_ids.get(piece)
-        if special is not None:
-            return special
-        return int.from_bytes(piece.encode("utf-8"), "big")
+        return special if special is not None else int.from_bytes(piece.encode("utf-8"), "big")
 
     def encode(self, text: str) -> list[int]:
-        return [self.piece_id(p) for p in self.pieces(text)]
+        return [i for part in _PART_END.split(text) for i in self._part(part)[1]]
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[int]]:
         """Ids and each token's end offset in `text` (characters)."""
-        ids, ends, pos = [], [], 0
-        for piece in self.pieces(text):
-            ids.append(self.piece_id(piece))
-            pos += len(piece)
-            ends.append(pos)
-        return ids, ends
+        ids, lengths = [], []
+        for part in _PART_END.split(text):
+            pieces, part_ids = self._part(part)
+            ids += part_ids
+            lengths += map(len, pieces)
+        return ids, list(itertools.accumulate(lengths))
+
+    def _part(self, part: str) -> tuple[list[str], list[int]]:
+        """Pieces and ids of a run of text ending after a blank line. No piece crosses the end of a newline
+        run, so a text's tokens are its parts' tokens; parts (steps, prompt headers) repeat across requests
+        and are memoised."""
+        known = self._memo.get(part)
+        if known is None:
+            pieces = []
+            for i, chunk in enumerate(self._split.split(part)):
+                if i % 2:
+                    pieces.append(chunk)
+                    continue
+                for piece in _PATTERN.findall(chunk):
+                    if piece.isascii() or len(piece.encode("utf-8")) <= MAX_PIECE_BYTES:
+                        pieces.append(piece)
+                    else:
+                        pieces.extend(_cut(piece))
+            known = (pieces, [self.piece_id(p) for p in pieces])
+            if len(self._memo) > _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[part] = known
+        return known
 
     def token_text(self, token_id: int) -> str:
         """The text of one id; ValueError for an id this tokenizer never produces."""

@@ -1,0 +1,50 @@
+"""Shared pieces of the simulator tests: the sample problems in tests/data and a raw HTTP client (stdlib,
+like the sglang frontend's own `http_request`) that returns status and body instead of raising."""
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+RATES = DATA / "sim_math500_rates.jsonl"
+SOLUTIONS = DATA / "sim_math500_solutions.jsonl"
+RATE_FIELD = "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6"
+TEMPLATE = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{problem}" \
+           " Let's think step by step and output the final answer within \\boxed{{}}.<|im_end|>\n" \
+           "<|im_start|>assistant\n"
+
+
+def sample_records(path=SOLUTIONS) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def prompt(problem: str) -> str:
+    return TEMPLATE.format(problem=problem)
+
+
+def call(url: str, path: str, payload=None, *, method: str | None = None, raw: bytes | None = None,
+         timeout: float = 30.0):
+    """(status, decoded JSON body or text) of one request."""
+    data = raw if raw is not None else None if payload is None else json.dumps(payload).encode("utf-8")
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, _decode(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _decode(error.read())
+
+
+def ok(url: str, path: str, payload=None, **options):
+    status, body = call(url, path, payload, **options)
+    assert status == 200, (status, body)
+    return body
+
+
+def _decode(raw: bytes):
+    text = raw.decode("utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
