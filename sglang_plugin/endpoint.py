@@ -123,7 +123,9 @@ class HttpClient:
                 response = self._pool.request(method, url, body=body, headers=self.headers,
                                               preload_content=True)
             except TransportError as exc:
-                kind = "timeout" if isinstance(exc, urllib3.exceptions.TimeoutError) else "connection"
+                timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
+                    exc, urllib3.exceptions.NewConnectionError)  # "refused" subclasses ConnectTimeoutError
+                kind = "timeout" if timed_out else "connection"
                 failure = EndpointError(f"{method} {url}: {kind} error: {exc}", url=url, kind=kind,
                                         attempts=attempt + 1)
                 retry_after = None
