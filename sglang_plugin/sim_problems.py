@@ -54,9 +54,6 @@ class ProblemBank:
     def __len__(self) -> int:
         return len(self._by_text)
 
-    def __iter__(self):
-        return iter(self._by_text.values())
-
     def get(self, text: str) -> Problem | None:
         return self._by_text.get(normalize(text))
 

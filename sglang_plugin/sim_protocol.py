@@ -118,6 +118,8 @@ def parse_generate(body: dict) -> GenerateRequest:
         id_prompts = [input_ids] if single else list(input_ids)
         prompts = [None] * len(id_prompts)
     batch = len(prompts)
+    if batch == 0:
+        raise rejected("The batch is empty: give at least one text or list of input_ids.")
     params = body.get("sampling_params")
     n = _parallel_n(params)
     if n > 1:

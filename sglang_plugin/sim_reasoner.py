@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -137,6 +138,7 @@ class Reasoner:
         self._known: dict[str, Spec] = {}
         self._unknown: OrderedDict[str, Spec] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def spec_for(self, problem: Problem | str) -> Spec:
         """The spec of a known problem (or of a problem text, known or not) — for tests and benchmarks."""
@@ -176,7 +178,7 @@ class Reasoner:
         if start is None:
             complete = spec.match(0, last.rstrip())
             if complete is None:
-                return self._partial_first(spec, state, last, last_at)
+                return self._partial_first(spec, state, last)
         else:
             complete = spec.match(state.next_step, last.strip()) if last.strip() else None
         if not last.strip():
@@ -194,7 +196,7 @@ class Reasoner:
         if options:
             state.partial, state.partial_options = body, options
         else:
-            self._derail(spec, state, STEP_SEPARATOR)
+            self._derail(spec, state)
         return state
 
     def _consume(self, spec: Spec, state: State, segment: str, at: int) -> None:
@@ -217,7 +219,7 @@ class Reasoner:
                 state.next_step = spec.num_steps - 1
         state.separator = STEP_SEPARATOR
 
-    def _partial_first(self, spec: Spec, state: State, last: str, last_at: int) -> State:
+    def _partial_first(self, spec: Spec, state: State, last: str) -> State:
         """The prompt has no complete step yet: it may end with the beginning of step 0 after the template."""
         best = 0
         for option in spec.options[0] if spec.options and last else ():
@@ -234,10 +236,11 @@ class Reasoner:
             state.partial_options = [o for o in spec.options[0] if o.text.startswith(body)]
         return state
 
-    def _derail(self, spec: Spec, state: State, separator: str) -> None:
+    def _derail(self, spec: Spec, state: State) -> None:
+        """Text in place of the next step that is none of its versions: wrong from here on."""
         state.derailed, state.correct = True, False
         state.next_step = min(state.next_step, spec.num_steps - 1)
-        state.separator = separator
+        state.separator = STEP_SEPARATOR
 
     def continue_trajectory(self, spec: Spec, state: State, rng: random.Random) -> list[Chunk]:
         """Sample the rest of the trajectory (without the end-of-sequence token)."""
@@ -305,12 +308,14 @@ class Reasoner:
 
     def _unknown_spec(self, identity: str) -> Spec:
         key = _digest(identity)
-        spec = self._unknown.get(key)
+        with self._lock:
+            spec = self._unknown.get(key)
         if spec is None:
             spec = self._synthetic(key, self.default_rate, None)
-            self._unknown[key] = spec
-            if len(self._unknown) > self._cache_size:
-                self._unknown.popitem(last=False)
+            with self._lock:
+                self._unknown[key] = spec
+                if len(self._unknown) > self._cache_size:
+                    self._unknown.popitem(last=False)
         return spec
 
     def _spec_from_steps(self, key: str, rate: float, answer: str, steps: list[str]) -> Spec:

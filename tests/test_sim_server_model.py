@@ -133,6 +133,12 @@ def test_unknown_and_solution_less_problems():
         assert not is_known and spec.rate == 0.3
         assert abs(finals.count(spec.answer) / len(finals) - 0.3) < 0.1
         assert set(finals) <= {spec.answer} | set(spec.wrong_answers)
+        # a reward model sees the problem in another template, so it judges the synthetic steps by their
+        # own arithmetic
+        other = "Question: Find the number of pebbles in a jar the simulator has never heard of.\nAnswer: "
+        answers = ok(server.url, "/classify", {"text": [other + s for s in samples]})
+        labels = [f == spec.answer for f in finals]
+        assert abs(roc_auc_score(labels, [a["embedding"][0] for a in answers]) - 0.9) < 0.08
 
 
 def test_outcome_reward_auroc(rated):
@@ -213,6 +219,7 @@ def test_rates_file_joined_with_solutions():
     assert len(bank) == len(RECORDS)
     assert all(bank.get(r["problem"]).solution == r["solution"] for r in RECORDS)
     alone = ProblemBank.from_jsonl(RATES, rate_field=RATE_FIELD)
-    assert all(p.solution is None and p.answer for p in alone)
+    assert all(alone.get(r["problem"]).solution is None and alone.get(r["problem"]).answer == r["answer"]
+               for r in RECORDS)
     found = bank.find("Intro text. " + RECORDS[3]["problem"].replace(" ", "   ") + " Answer:")
     assert found is not None and found[0].text == RECORDS[3]["problem"]
