@@ -20,6 +20,7 @@ import math
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from planner.errors import InputError
@@ -125,8 +126,9 @@ class StepTagScorer(Scorer):
     the tag). The reward of step k is read at the k-th occurrence of `tag_token_id` + `offset` input
     positions: offset 1 when the PRM predicts "+"/"-" after the tag (Math-Shepherd; `step_suffix` then puts
     a token after the last tag so that position exists), offset 0 when the "+" placeholder itself is the
-    tag (RLHFlow). One warm-up request per problem caches the prefix and tells its length in tokens, so
-    the scoring requests ask for logprobs only after it and the server can reuse its cache.
+    tag (RLHFlow). One warm-up request per problem caches the prefix and measures it in tokens, so the
+    scoring requests ask for logprobs only after it (or after the candidate's previous step, when only
+    the latest step is wanted) and the server's cache serves the rest.
     """
 
     name = "step_tag"
@@ -138,7 +140,7 @@ class StepTagScorer(Scorer):
         self.plus, self.minus, self.tag_id, self.tag = plus_token_id, minus_token_id, tag_token_id, tag
         self.template, self.suffix, self.offset = template, step_suffix.replace("{tag}", tag), offset
         self.client = HttpClient(config, api_key=api_key)
-        self._prefix_tokens: dict[str, int] = {}
+        self._lengths: OrderedDict[str, int] = OrderedDict()  # formatted text -> tokens, as measured
         self._lock = threading.Lock()
 
     @classmethod
@@ -161,45 +163,73 @@ class StepTagScorer(Scorer):
         return render(self.template, problem=problem, steps=body)
 
     def score_steps(self, problem: str, candidates: Sequence[Steps], ledger: CostLedger) -> list[list[float]]:
+        return self._score(problem, candidates, ledger, last_only=False)
+
+    def score_last(self, problem: str, candidates: Sequence[Steps], ledger: CostLedger) -> list[float]:
+        return [scores[-1] for scores in self._score(problem, candidates, ledger, last_only=True)]
+
+    def _score(self, problem: str, candidates: Sequence[Steps], ledger: CostLedger, *,
+               last_only: bool) -> list[list[float]]:
+        """One batched /generate. Logprobs are asked from the problem prefix on, or, for the latest step
+        only, from the end of the candidate's previous step when an earlier call measured it: a server
+        recomputes the positions it returns logprobs for, so everything before them stays cached."""
         if not candidates:
             return []
-        start = max(self._prefix_length(problem, ledger) - 1, 0)
-        payload = {"text": [self.format(problem, steps) for steps in candidates],
-                   "sampling_params": {"max_new_tokens": 0, "temperature": 0.0},
-                   "return_logprob": True, "logprob_start_len": start,
-                   "token_ids_logprob": [self.plus, self.minus]}
+        prefix = self._tokens(self.format(problem, []), ledger)
+        texts = [self.format(problem, steps) for steps in candidates]
+        starts = []
+        for steps in candidates:
+            known = self._known(self.format(problem, steps[:-1])) if last_only else None
+            starts.append(max((known or prefix) - 1, 0))
+        payload = {"text": texts, "sampling_params": {"max_new_tokens": 0, "temperature": 0.0},
+                   "return_logprob": True, "logprob_start_len": starts, "token_ids_logprob": [self.plus, self.minus]}
         answer = self.client.post(self.url + "/generate", payload, ledger=ledger)
         items = answer if isinstance(answer, list) else [answer]
         if len(items) != len(candidates):
             raise _bad(self.url + "/generate", f"{len(candidates)} texts sent, {len(items)} answers back")
         ledger.add_reward(sum(_computed_tokens(item) for item in items))
-        return [self._rewards(item, len(steps)) for item, steps in zip(items, candidates)]
+        for text, item in zip(texts, items):
+            if isinstance(item, dict) and isinstance(item.get("meta_info"), dict):
+                self._remember(text, item["meta_info"].get("prompt_tokens"))
+        return [self._rewards(item, None if last_only else len(steps)) for item, steps in zip(items, candidates)]
 
-    def _prefix_length(self, problem: str, ledger: CostLedger) -> int:
-        with self._lock:
-            if problem in self._prefix_tokens:
-                return self._prefix_tokens[problem]
-        prefix = render(self.template, problem=problem, steps="")
+    def _tokens(self, text: str, ledger: CostLedger) -> int:
+        """The length in tokens of `text`, measured (and cached on the server) by a max_new_tokens 0 call."""
+        known = self._known(text)
+        if known is not None:
+            return known
         answer = self.client.post(self.url + "/generate",
-                                  {"text": prefix, "sampling_params": {"max_new_tokens": 0}}, ledger=ledger)
+                                  {"text": text, "sampling_params": {"max_new_tokens": 0}}, ledger=ledger)
         ledger.add_reward(_computed_tokens(answer))
-        length = int(answer["meta_info"]["prompt_tokens"])
-        with self._lock:
-            if len(self._prefix_tokens) > 4096:
-                self._prefix_tokens.clear()
-            self._prefix_tokens[problem] = length
+        length = answer.get("meta_info", {}).get("prompt_tokens") if isinstance(answer, dict) else None
+        if not isinstance(length, int):
+            raise _bad(self.url + "/generate", f"no prompt_tokens in {answer!r}"[:200])
+        self._remember(text, length)
         return length
 
-    def _rewards(self, item: dict, expected: int) -> list[float]:
+    def _known(self, text: str) -> int | None:
+        with self._lock:
+            return self._lengths.get(text)
+
+    def _remember(self, text: str, length) -> None:
+        if isinstance(length, int):
+            with self._lock:
+                self._lengths[text] = length
+                self._lengths.move_to_end(text)
+                if len(self._lengths) > 8192:
+                    self._lengths.popitem(last=False)
+
+    def _rewards(self, item: dict, expected: int | None) -> list[float]:
+        """Rewards at the step tags in the returned positions: all of them (`expected` many), or the last."""
         meta = item.get("meta_info", {}) if isinstance(item, dict) else {}
         tokens, chosen = meta.get("input_token_logprobs"), meta.get("input_token_ids_logprobs")
         if tokens is None or chosen is None:
             raise _bad(self.url + "/generate", "no input_token_logprobs / input_token_ids_logprobs in meta_info")
         tags = [i for i, entry in enumerate(tokens) if entry and entry[1] == self.tag_id]
-        if len(tags) != expected:
-            raise _bad(self.url + "/generate", f"found {len(tags)} step tags for {expected} steps")
+        if (len(tags) != expected) if expected is not None else not tags:
+            raise _bad(self.url + "/generate", f"found {len(tags)} step tags for {expected or 'the latest'} step(s)")
         rewards = []
-        for i in tags:
+        for i in tags if expected is not None else tags[-1:]:
             at = i + self.offset
             if at >= len(chosen) or not chosen[at]:
                 raise _bad(self.url + "/generate", f"no +/- logprobs at input position {at}")

@@ -105,3 +105,23 @@ def test_self_certainty_prefers_the_policys_confident_trajectories(server):
     assert _auroc(right + wrong, [True] * len(right) + [False] * len(wrong)) > 0.7
     for branch in result.branches:
         assert len(branch.step_scores) == len(branch.steps) and all(0 <= s < 1 for s in branch.step_scores)
+
+
+def test_step_tag_prm_recomputes_only_the_latest_step_during_a_search(server, labelled):
+    """Step by step, as a search calls it: each call reads logprobs only after the previous step, so the
+    PRM computes about one step's tokens, not the whole trajectory again."""
+    path = max(labelled[0], key=len)
+    scorer = StepTagScorer.math_shepherd(server.url, config=FAST)
+    full = scorer.score_steps(PROBLEM.text, [path], CostLedger())[0]
+    fresh = StepTagScorer.math_shepherd(server.url, config=FAST)
+    computed = []
+    for k in range(1, len(path) + 1):
+        ledger = CostLedger()
+        assert fresh.score_last(PROBLEM.text, [path[:k]], ledger) == pytest.approx([full[k - 1]])
+        computed.append(ledger.cost.reward_tokens)
+    total = fresh._known(fresh.format(PROBLEM.text, path))  # as the server measured it
+    # Linear in the trajectory (each token about once, plus one overlap token a call), where asking for
+    # every tag's logprobs each time would recompute the whole trajectory at every step.
+    assert sum(computed) <= total + 2 * len(path)
+    recompute_all = sum(fresh._known(fresh.format(PROBLEM.text, path[:k])) for k in range(1, len(path) + 1))
+    assert sum(computed) < recompute_all / 3
