@@ -14,6 +14,15 @@ generated token, `prefill_delay_ms` per uncached prompt token) is slept in each 
 concurrent requests overlap like a batching server's. Faults (`fail_rate` HTTP 500s, `drop_rate` closed
 connections, `stall_rate` stalls of `stall_seconds`) hit /generate, /classify and /encode only, so a
 client can still connect and read the model info.
+
+Where it knowingly differs from SGLang 0.5: max_new_tokens 0 returns empty text and completion_tokens 0
+(a real server samples one token), while the logprob arrays keep the one next-position entry a real server
+has (Engine.score reads output_token_ids_logprobs[0]); one server answers generation, /classify and the
+step-tag PRM (a real reward model runs on its own --is-embedding server); an unknown sampling parameter is
+a 400 (a real server fails with 500); constrained decoding is refused; temperature, top_p and top_k do not
+change the trajectory model except that temperature 0 (or top_k 1) is greedy; the tokenizer is the
+simulator's own (see sim_tokens.py), so token ids differ from the real model's except the configured PRM
+ids, which default to Math-Shepherd's so its scorer works unchanged.
 """
 
 from __future__ import annotations

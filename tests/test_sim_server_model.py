@@ -163,11 +163,12 @@ def test_step_tag_prm(rated):
     labels, rewards = [], []
     for record, _ in RATED:
         spec = rated.reasoner.spec_for(record["problem"])
+        start = len(ok(rated.url, "/tokenize", {"prompt": record["problem"]})["tokens"]) - 1
         for sample in whole(rated.url, prompt(record["problem"]), 60):
             steps = sample.split("\n\n")
             text = record["problem"] + " " + "".join(f"{s} {info['step_tag']}\n" for s in steps)
             meta = ok(rated.url, "/generate", {"text": text, "sampling_params": {"max_new_tokens": 0},
-                                               "return_logprob": True, "logprob_start_len": 0,
+                                               "return_logprob": True, "logprob_start_len": start,
                                                "token_ids_logprob": [plus, minus]})["meta_info"]
             tags = [i for i, e in enumerate(meta["input_token_logprobs"]) if e[1] == tag_id]
             assert len(tags) == len(steps)
