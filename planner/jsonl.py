@@ -6,13 +6,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from planner.errors import InputError
+from planner.files import atomic_path
 
 TEXT_FIELDS = ("problem", "question")
 DEFAULT_MAX_CHARS = 50_000
@@ -119,19 +118,8 @@ def write_jsonl(records: Iterable[dict], output: str | os.PathLike | None) -> in
     """Write records to `output` atomically (temp file then rename), or to stdout when it is None."""
     if output is None:
         return _write_lines(records, sys.stdout)
-    target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            count = _write_lines(records, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        return _write_lines(records, handle)
 
 
 def _write_lines(records: Iterable[dict], handle: IO[str]) -> int:
@@ -141,3 +129,19 @@ def _write_lines(records: Iterable[dict], handle: IO[str]) -> int:
         handle.write("\n")
         count += 1
     return count
+
+
+def read_problems(path: str | os.PathLike, field_name: str | None = None, *, skip: SkipLog | None = None,
+                  max_chars: int = DEFAULT_MAX_CHARS) -> tuple[list[dict], list[str]]:
+    """Records and their problem texts; a line without usable text raises, or is logged in `skip`."""
+    records, texts = [], []
+    for line, record in read_jsonl(path, skip=skip):
+        try:
+            texts.append(text_of(record, field_name, path=str(path), line=line, max_chars=max_chars))
+        except InputError as exc:
+            if skip is None:
+                raise
+            skip.add(exc)
+            continue
+        records.append(record)
+    return records, texts

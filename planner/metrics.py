@@ -1,0 +1,41 @@
+"""How well predicted pass@1 matches measured success rates: ranking, bin discrimination, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from planner.difficulty import EASY_MIN, HARD_MAX, difficulty_bins
+
+
+def difficulty_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    """Spearman, AUROC for 'hard' and 'easy', bin accuracy, mean absolute error and mean rates."""
+    predicted = np.asarray(predicted, dtype=float)
+    measured = np.asarray(measured, dtype=float)
+    hard, easy = measured < HARD_MAX, measured >= EASY_MIN
+    return {
+        "n": int(len(measured)),
+        "spearman": float(spearmanr(predicted, measured).statistic),
+        "auroc_hard": _auroc(hard, -predicted),
+        "auroc_easy": _auroc(easy, predicted),
+        "bin_accuracy": float(np.mean(difficulty_bins(predicted) == difficulty_bins(measured))),
+        "mae": float(np.mean(np.abs(predicted - measured))),
+        "mean_predicted": float(predicted.mean()),
+        "mean_measured": float(measured.mean()),
+    }
+
+
+def _auroc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """None when only one class is present (the AUROC is undefined, not 0.5)."""
+    if positive.all() or not positive.any():
+        return None
+    return float(roc_auc_score(positive, score))
+
+
+def format_metrics(metrics: dict) -> str:
+    parts = [f"n={metrics['n']}"]
+    for key in ("spearman", "auroc_hard", "auroc_easy", "bin_accuracy", "mae"):
+        value = metrics.get(key)
+        parts.append(f"{key}={'n/a' if value is None else f'{value:.3f}'}")
+    return "  ".join(parts)
