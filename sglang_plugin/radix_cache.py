@@ -20,8 +20,13 @@ class _Node:
         self.last_access = stamp
 
 
+SLACK = 20  # an eviction frees 1/SLACK of the capacity more than needed, so the tree is walked rarely
+
+
 class RadixCache:
-    """Thread-safe prefix tree over token ids. `capacity` (tokens) of None means never evict."""
+    """Thread-safe prefix tree over token ids. `capacity` (tokens) of None means never evict; when a sequence
+    overflows it, least recently used leaves go until the tree is 1/SLACK below capacity (exactly at
+    capacity for capacities under SLACK tokens)."""
 
     def __init__(self, capacity: int | None = None) -> None:
         if capacity is not None and capacity < 1:
@@ -55,7 +60,7 @@ class RadixCache:
                 node.children[tokens[matched]] = leaf
                 self.total_tokens += len(leaf.key)
             if self.capacity is not None and self.total_tokens > self.capacity:
-                self._evict(self.total_tokens - self.capacity)
+                self._evict(self.total_tokens - self.capacity + self.capacity // SLACK)
             return matched
 
     def _walk(self, tokens: list[int], stamp: int) -> tuple[int, _Node, int]:

@@ -47,7 +47,7 @@ class SimConfig:
     plus_token_id: int = 648
     minus_token_id: int = 387
     context_length: int = 4096
-    cache_tokens: int | None = None
+    cache_tokens: int | None = 2_000_000  # about the KV a 1.5B model gets on an 80 GB GPU; None: no limit
     token_delay_ms: float = 0.0
     prefill_delay_ms: float = 0.0
     fail_rate: float = 0.0

@@ -378,8 +378,9 @@ class _Handler(BaseHTTPRequestHandler):
 @click.option("--confidence-gap", type=click.FloatRange(0), default=0.3, show_default=True,
               help="How much less confident (in logits) the policy's tokens are on wrong steps.")
 @click.option("--context-length", type=click.IntRange(2), default=4096, show_default=True)
-@click.option("--cache-tokens", type=click.IntRange(1), default=None,
-              help="Prefix cache capacity in tokens (least recently used evicted); default unlimited.")
+@click.option("--cache-tokens", type=click.IntRange(1), default=2_000_000, show_default=True,
+              help="Prefix cache capacity in tokens (least recently used evicted): about what an 80 GB GPU "
+                   "holds for a 1.5B model.")
 @click.option("--token-delay-ms", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Simulated time per generated token, per request (requests overlap).")
 @click.option("--prefill-delay-ms", type=click.FloatRange(0), default=0.0, show_default=True,

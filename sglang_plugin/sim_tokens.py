@@ -24,7 +24,7 @@ EOS_TOKEN = "<|im_end|>"
 _PATTERN = re.compile(r" [^\W\d_]{1,5}|[^\W\d_]{1,6}|\d| \\[A-Za-z]{1,4}|\\[A-Za-z]{1,4}\{?|"
                       r" ?[^\w\s\\\x00]{1,3}|\n{1,6}|[ \t]{1,6}(?=[ \t\n])|[ \t]{1,6}|\\.?|.", re.S)
 _PART_END = re.compile(r"(?<=\n\n)(?!\n)")
-_MEMO_LIMIT = 200_000
+_MEMO_LIMIT = 30_000  # parts (about 3 KB each)
 
 
 class SimTokenizer:
