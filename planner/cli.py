@@ -170,8 +170,3 @@ def models() -> None:
 from sglang_plugin.sim_server import sim_server_command  # noqa: E402
 
 main.add_command(sim_server_command, "sim-server")
-
-
-from sglang_plugin.sim_server import sim_server_command  # noqa: E402
-
-main.add_command(sim_server_command, "sim-server")

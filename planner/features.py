@@ -55,17 +55,48 @@ class FeatureConfig:
 
 @dataclass
 class HashedBlock:
-    """Occurrences of hashed n-grams: the document index and bucket of each occurrence."""
+    """Hashed n-gram occurrences of a batch, one bucket array per n, all aligned to one position axis.
 
-    docs: np.ndarray
-    buckets: np.ndarray
-    n_docs: int
+    Documents own contiguous position ranges starting at `starts`, so per-document sums are segment
+    sums. Windows that are not real n-grams (across a text boundary, or padding) hold the reserved
+    bucket `n_buckets`, which every weight vector maps to zero.
+    """
+
+    levels: list[np.ndarray]
+    starts: np.ndarray
     n_buckets: int
 
-    def counts(self) -> sparse.csr_matrix:
-        """Document x bucket occurrence counts."""
-        ones = np.ones(len(self.docs), dtype=np.float32)
-        return sparse.csr_matrix((ones, (self.docs, self.buckets)), shape=(self.n_docs, self.n_buckets))
+    @property
+    def n_docs(self) -> int:
+        return len(self.starts)
+
+    def sums(self, weights: np.ndarray) -> np.ndarray:
+        """Per document, the sum of `weights[bucket]` over its occurrences (weights sized n_buckets + 1)."""
+        total = np.zeros(self.n_docs)
+        if self.n_docs == 0:
+            return total
+        empty = np.diff(self.starts, append=len(self.levels[0])) == 0
+        for buckets in self.levels:
+            total += np.add.reduceat(weights[buckets], self.starts)
+        total[empty] = 0.0
+        return total
+
+    def counts(self, column_of_bucket: np.ndarray | None = None, n_columns: int | None = None) -> sparse.csr_matrix:
+        """Document x column occurrence counts; columns are buckets unless `column_of_bucket` (sized
+        n_buckets + 1, -1 for buckets to leave out) maps them to `n_columns` columns."""
+        if column_of_bucket is None:
+            column_of_bucket = padded(np.arange(self.n_buckets))
+            column_of_bucket[-1] = -1
+            n_columns = self.n_buckets
+        docs, columns = [], []
+        for level in self.levels:
+            column = column_of_bucket[level]
+            positions = np.flatnonzero(column >= 0)
+            docs.append(np.searchsorted(self.starts, positions, side="right") - 1)
+            columns.append(column[positions])
+        docs, columns = np.concatenate(docs), np.concatenate(columns)
+        ones = np.ones(len(docs), dtype=np.float32)
+        return sparse.csr_matrix((ones, (docs, columns)), shape=(self.n_docs, n_columns))
 
 
 @dataclass
@@ -77,24 +108,30 @@ class Batch:
     structure: np.ndarray
 
 
+def padded(weights: np.ndarray) -> np.ndarray:
+    """`weights` with the reserved bucket appended, mapped to zero."""
+    return np.append(weights, np.zeros(1, dtype=weights.dtype))
+
+
 def featurize(texts: list[str], config: FeatureConfig = FeatureConfig()) -> Batch:
-    data, starts, doc_of = _concatenate(texts)
+    data, starts, doc_of = _concatenate(texts, pad=config.char_ngrams[1])
     return Batch(
-        chars=_char_ngrams(data, doc_of, len(texts), config),
+        chars=_char_ngrams(data, starts, config),
         words=_word_ngrams(data, doc_of, len(texts), config),
         structure=_structure(texts, data, starts, doc_of),
     )
 
 
-def _concatenate(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All texts as one lower-cased byte array, separated by a 0 byte, with each text's start offset."""
+def _concatenate(texts: list[str], pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All texts as one lower-cased byte array, each followed by a 0 byte, plus `pad` trailing 0 bytes
+    so every n-gram window of every text exists; with each text's start offset and each byte's text."""
     encoded = [t.encode("utf-8", "replace") for t in texts]
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    raw = np.frombuffer(b"\0".join(encoded) + b"\0", dtype=np.uint8)
+    raw = np.frombuffer(b"\0".join(encoded) + b"\0" * (pad + 1), dtype=np.uint8)
     separators = raw == _SEPARATOR
     data = _LOWER[raw]
     data[separators] = _SEPARATOR
-    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1])).astype(np.int64)
     doc_of = np.repeat(np.arange(len(texts), dtype=np.int64), lengths + 1)
     return data, starts, doc_of
 
@@ -104,20 +141,24 @@ def _bucket(hashes: np.ndarray, salt: int, bits: int) -> np.ndarray:
     return (mixed >> np.uint64(64 - bits)).astype(np.int64)
 
 
-def _char_ngrams(data: np.ndarray, doc_of: np.ndarray, n_docs: int, config: FeatureConfig) -> HashedBlock:
+def _char_ngrams(data: np.ndarray, starts: np.ndarray, config: FeatureConfig) -> HashedBlock:
     low, high = config.char_ngrams
+    reserved = 1 << config.char_bits
+    length = len(data) - high
     values = data.astype(np.uint64)
-    clean = data != _SEPARATOR
-    hashes, ok = values, clean
-    docs, buckets = [], []
+    separators = np.flatnonzero(data == _SEPARATOR)
+    hashes = values
+    levels = []
     for n in range(1, high + 1):
         if n > 1:
             hashes = hashes[:-1] * _PRIME + values[n - 1:]
-            ok = ok[:-1] & clean[n - 1:]
         if n >= low:
-            docs.append(doc_of[:len(ok)][ok])
-            buckets.append(_bucket(hashes[ok], n, config.char_bits))
-    return _block(docs, buckets, n_docs, 1 << config.char_bits)
+            buckets = _bucket(hashes[:length], n, config.char_bits)
+            for back in range(n):  # every window that covers a separator is not an n-gram
+                covering = separators - back
+                buckets[covering[(covering >= 0) & (covering < length)]] = reserved
+            levels.append(buckets)
+    return HashedBlock(levels, starts, reserved)
 
 
 def _tokens(data: np.ndarray, doc_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,21 +181,23 @@ def _tokens(data: np.ndarray, doc_of: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _word_ngrams(data: np.ndarray, doc_of: np.ndarray, n_docs: int, config: FeatureConfig) -> HashedBlock:
     low, high = config.word_ngrams
+    reserved = 1 << config.word_bits
     token_hash, token_doc = _tokens(data, doc_of)
-    hashes, ok = token_hash, np.ones(len(token_hash), dtype=bool)
-    docs, buckets = [], []
+    length = len(token_hash) + 1  # one padding position, so the last text's segment is never past the end
+    token_hash = np.append(token_hash, np.zeros(high, dtype=np.uint64))
+    token_doc = np.append(token_doc, np.full(high, -1))
+    hashes = token_hash
+    levels = []
     for n in range(1, high + 1):
         if n > 1:
             hashes = hashes[:-1] * _PRIME + token_hash[n - 1:]
-            ok = ok[:-1] & (token_doc[n - 1:] == token_doc[:len(token_doc) - n + 1])
         if n >= low:
-            docs.append(token_doc[:len(ok)][ok])
-            buckets.append(_bucket(hashes[ok], 100 + n, config.word_bits))
-    return _block(docs, buckets, n_docs, 1 << config.word_bits)
-
-
-def _block(docs: list[np.ndarray], buckets: list[np.ndarray], n_docs: int, n_buckets: int) -> HashedBlock:
-    return HashedBlock(np.concatenate(docs), np.concatenate(buckets), n_docs, n_buckets)
+            buckets = _bucket(hashes[:length], 100 + n, config.word_bits)
+            same_doc = token_doc[n - 1:n - 1 + length] == token_doc[:length]
+            buckets[~same_doc | (token_doc[:length] < 0)] = reserved
+            levels.append(buckets)
+    starts = np.searchsorted(token_doc[:length - 1], np.arange(n_docs))
+    return HashedBlock(levels, starts, reserved)
 
 
 def _per_doc(mask: np.ndarray, doc_of: np.ndarray, n_docs: int) -> np.ndarray:
@@ -163,6 +206,7 @@ def _per_doc(mask: np.ndarray, doc_of: np.ndarray, n_docs: int) -> np.ndarray:
 
 def _structure(texts: list[str], data: np.ndarray, starts: np.ndarray, doc_of: np.ndarray) -> np.ndarray:
     n = len(texts)
+    data = data[:len(doc_of)]
     digit = _DIGIT[data]
     run_start = digit & ~np.concatenate(([False], digit[:-1]))
     run_end = digit & ~np.concatenate((digit[1:], [False]))
@@ -173,7 +217,7 @@ def _structure(texts: list[str], data: np.ndarray, starts: np.ndarray, doc_of: n
     word = _WORD[data]
     word_start = word & ~np.concatenate(([False], word[:-1]))
     counts = [
-        np.diff(np.append(starts, len(data))) - 1,
+        np.diff(np.append(starts, len(doc_of))) - 1,
         _per_doc(word_start, doc_of, n),
         *(_per_doc(data == ord(c), doc_of, n) for c in "$\\"),
         _per_doc(digit, doc_of, n),

@@ -24,7 +24,7 @@ from sklearn.model_selection import KFold
 
 from planner.difficulty import difficulty_bins
 from planner.errors import ModelFileError
-from planner.features import Batch, FeatureConfig, HashedBlock, featurize
+from planner.features import Batch, FeatureConfig, HashedBlock, featurize, padded
 from planner.files import atomic_path
 
 FORMAT_VERSION = 1
@@ -104,14 +104,15 @@ class DifficultyPredictor:
         self.tree_columns_ = {name: np.flatnonzero(
             np.bincount(counts[name].indices, minlength=counts[name].shape[1]) >= self.min_df
         ).astype(np.int32) for name in _BLOCKS}
-        tree_input = self._tree_input_from_counts(counts, batch.structure)
+        tree_input = sparse.hstack([*(counts[name][:, self.tree_columns_[name]] for name in _BLOCKS),
+                                    sparse.csr_matrix(batch.structure)], format="csr").astype(np.float32)
         tree_params = self._tree_params(self.tree_rounds, 0.05, 0.3, 20)
         tree_oof = np.zeros(len(y))
         for train, held in folds:
             model = lgb.LGBMRegressor(**tree_params).fit(tree_input[train], y[train], sample_weight=weight[train])
             tree_oof[held] = model.predict(tree_input[held], raw_score=True)
         self.tree_model_ = lgb.LGBMRegressor(**tree_params).fit(tree_input, y, sample_weight=weight).booster_
-        self._index_tree_columns()
+        self._index()
 
         stack_input = _stack_input(linear_oof, tree_oof, batch.structure)
         stack_params = self._tree_params(self.stack_rounds, 0.015, 0.8, 40)
@@ -153,40 +154,30 @@ class DifficultyPredictor:
         scores = np.tile(self.intercept_, (n, 1))
         for name in _BLOCKS:
             block: HashedBlock = getattr(batch, name)
-            norm = np.sqrt(np.bincount(block.docs, self.norm_weight_[name][block.buckets], minlength=n))
+            norm = np.sqrt(block.sums(self._padded_norm_weight[name]))
             norm[norm == 0] = 1.0
-            weights = self.linear_[name]
-            for t in range(weights.shape[0]):
-                scores[:, t] += np.bincount(block.docs, weights[t][block.buckets], minlength=n) / norm
+            for t, weights in enumerate(self._padded_linear[name]):
+                scores[:, t] += block.sums(weights) / norm
         return scores
 
     def _tree_input(self, batch: Batch) -> sparse.csr_matrix:
-        n = batch.structure.shape[0]
-        parts = []
-        for name in _BLOCKS:
-            block: HashedBlock = getattr(batch, name)
-            column = self.column_of_bucket_[name][block.buckets]
-            keep = column >= 0
-            ones = np.ones(int(keep.sum()), dtype=np.float32)
-            parts.append(sparse.csr_matrix((ones, (block.docs[keep], column[keep])),
-                                           shape=(n, len(self.tree_columns_[name]))))
+        parts = [getattr(batch, name).counts(self.column_of_bucket_[name], len(self.tree_columns_[name]))
+                 for name in _BLOCKS]
         return sparse.hstack([*parts, sparse.csr_matrix(batch.structure)], format="csr")
 
-    def _tree_input_from_counts(self, counts: dict, structure: np.ndarray) -> sparse.csr_matrix:
-        parts = [counts[name][:, self.tree_columns_[name]] for name in _BLOCKS]
-        return sparse.hstack([*parts, sparse.csr_matrix(structure)], format="csr").astype(np.float32)
-
-    def _index_tree_columns(self) -> None:
-        """Bucket -> tree-input column, or -1 for buckets no tree splits on, so the batch path maps
-        occurrences with one gather and never builds columns the trees ignore."""
-        bits = {"chars": self.features.char_bits, "words": self.features.word_bits}
+    def _index(self) -> None:
+        """Lookups the batch path needs, derived from the learned state: weight vectors with the reserved
+        bucket appended, and bucket -> tree-input column (-1 for buckets no tree splits on, so columns
+        the trees ignore are never built)."""
+        self._padded_norm_weight = {name: padded(self.norm_weight_[name]) for name in _BLOCKS}
+        self._padded_linear = {name: [padded(row) for row in self.linear_[name]] for name in _BLOCKS}
         used = self.tree_model_.feature_importance("split") > 0
         self.column_of_bucket_ = {}
         offset = 0
         for name in _BLOCKS:
             columns = self.tree_columns_[name]
             positions = np.flatnonzero(used[offset:offset + len(columns)])
-            lookup = np.full(1 << bits[name], -1, dtype=np.int64)
+            lookup = np.full(len(self.norm_weight_[name]) + 1, -1, dtype=np.int64)
             lookup[columns[positions]] = positions
             self.column_of_bucket_[name] = lookup
             offset += len(columns)
@@ -235,7 +226,7 @@ class DifficultyPredictor:
             model.tree_columns_ = {b: arrays[f"tree_columns_{b}"] for b in _BLOCKS}
             model.tree_model_ = lgb.Booster(model_str=_array_text(arrays["tree_model"]))
             model.stack_model_ = lgb.Booster(model_str=_array_text(arrays["stack_model"]))
-            model._index_tree_columns()
+            model._index()
         except (KeyError, lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
             raise ModelFileError(f"{name}: model file is incomplete or corrupt ({exc})") from exc
         return model

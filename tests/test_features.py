@@ -4,7 +4,13 @@ from planner.features import STRUCTURE_NAMES, FeatureConfig, featurize
 
 
 def _occurrences(block, doc):
-    return sorted(block.buckets[block.docs == doc].tolist())
+    """The buckets of one document's occurrences, with multiplicity."""
+    row = block.counts()[doc]
+    return sorted(np.repeat(row.indices, row.data.astype(int)).tolist())
+
+
+def _per_doc(block):
+    return np.asarray(block.counts().sum(axis=1)).ravel().astype(int).tolist()
 
 
 def test_batch_features_equal_one_text_at_a_time():
@@ -20,24 +26,23 @@ def test_batch_features_equal_one_text_at_a_time():
 def test_ngram_counts_follow_the_text():
     batch = featurize(["abcd", "ab ab"], FeatureConfig(char_ngrams=(2, 4), word_ngrams=(1, 2)))
     # "abcd": 3 bigrams + 2 trigrams + 1 four-gram; "ab ab": 4 + 3 + 2
-    assert np.bincount(batch.chars.docs).tolist() == [6, 9]
+    assert _per_doc(batch.chars) == [6, 9]
     # "abcd": one token, no bigram; "ab ab": two tokens + one bigram, the repeated token in one bucket
-    assert np.bincount(batch.words.docs).tolist() == [1, 3]
-    words_of_second = batch.words.buckets[batch.words.docs == 1]
-    assert len(set(words_of_second.tolist())) == 2
+    assert _per_doc(batch.words) == [1, 3]
+    assert len(set(_occurrences(batch.words, 1))) == 2
 
 
 def test_ngrams_never_cross_texts():
     joined = featurize(["ab cd"])
     split = featurize(["ab", "cd"])
-    assert len(split.chars.docs) < len(joined.chars.docs)
-    assert len(split.words.docs) == 2  # two unigrams, and no bigram across the two texts
+    assert sum(_per_doc(split.chars)) < sum(_per_doc(joined.chars))
+    assert _per_doc(split.words) == [1, 1]  # one unigram each, and no bigram across the two texts
 
 
 def test_case_and_latex_tokens():
     upper, lower = featurize(["WHAT IS \\FRAC"]), featurize(["what is \\frac"])
     assert _occurrences(upper.words, 0) == _occurrences(lower.words, 0)
-    assert len(featurize(["\\frac"]).words.docs) == 1  # a LaTeX command is one token
+    assert _per_doc(featurize(["\\frac"]).words) == [1]  # a LaTeX command is one token
 
 
 def test_structure_counts():
@@ -53,6 +58,16 @@ def test_structure_counts():
     assert row["diagrams"] == 1
     assert row["express"] == 1
     assert row["percent"] == 1
+
+
+def test_segment_sums_match_counts_including_empty_texts():
+    texts = ["", "x", "a b c", "", "$1+2$", ""]
+    batch = featurize(texts)
+    for block in (batch.chars, batch.words):
+        weights = np.random.default_rng(0).random(block.n_buckets + 1)
+        weights[-1] = 0.0
+        expected = block.counts() @ weights[:-1]
+        np.testing.assert_allclose(block.sums(weights), expected)
 
 
 def test_feature_config_round_trips():

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from planner.errors import ModelFileError
+from planner.errors import InputError, ModelFileError
 from planner.model_store import load_model, resolve_model_path, shipped_model_path
-from planner.errors import InputError
 from planner.predictor import DifficultyPredictor
 
 
