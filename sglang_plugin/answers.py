@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 from sglang_plugin.result import Vote
 
@@ -24,6 +25,7 @@ _BOX = re.compile(r"\\(?:boxed|fbox)")
 # Spacing and sizing commands that never change a value.
 _PRESENTATION = re.compile(r"\\left|\\right|\\[!,;: ]|\$|\s+")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
+_RATIONAL = re.compile(r"([-+]?)(?:(\d+)|\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
 
 
 def extract_answer(text: str) -> str | None:
@@ -217,13 +219,34 @@ class AnswerGrouper:
 
 
 def _numbers_equal(a: str, b: str) -> bool | None:
-    """Exact comparison of two plain decimal numbers; None unless both are plain numbers."""
-    if not (_NUMBER.fullmatch(a) and _NUMBER.fullmatch(b)):
+    """Exact comparison when both answers are plain decimals, or both integers or integer fractions
+    (\\frac{p}{q}, p/q, with a sign); None (ask math-verify) otherwise, e.g. a fraction against a decimal,
+    which math-verify compares to a rounding precision."""
+    for kind in (_decimal, _rational):
+        x, y = kind(a), kind(b)
+        if x is not None and y is not None:
+            return x == y
+    return None
+
+
+def _decimal(text: str) -> Decimal | None:
+    if not _NUMBER.fullmatch(text):
         return None
     try:
-        return Decimal(a) == Decimal(b)
+        return Decimal(text)
     except InvalidOperation:
         return None
+
+
+def _rational(text: str) -> Fraction | None:
+    match = _RATIONAL.fullmatch(text)
+    if match is None:
+        return None
+    sign, whole, top, bottom, num, den = match.groups()
+    numerator, denominator = (int(whole), 1) if whole else (int(top or num), int(bottom or den))
+    if denominator == 0:
+        return None
+    return Fraction(-numerator if sign == "-" else numerator, denominator)
 
 
 _shared: dict[int, AnswerGrouper] = {}

@@ -114,8 +114,9 @@ class HttpClient:
     def get(self, url: str, *, ledger: CostLedger | None = None):
         return self.request("GET", url, None, ledger=ledger)
 
-    def request(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None):
-        """Send until success or the policy gives up; return the decoded JSON body."""
+    def request(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None,
+                text: bool = False):
+        """Send until success or the policy gives up; return the decoded JSON body (or, `text`, the body)."""
         body = None if payload is None else json.dumps(payload).encode("utf-8")
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
@@ -131,6 +132,8 @@ class HttpClient:
                 retry_after = None
             else:
                 if response.status == 200:
+                    if text:
+                        return response.data.decode("utf-8", "replace")
                     return _decode(response, method, url, attempt + 1)
                 text = response.data.decode("utf-8", "replace")[:500]
                 failure = EndpointError(f"{method} {url}: HTTP {response.status}: {text}", url=url,
@@ -267,7 +270,8 @@ class Endpoint(RuntimeEndpoint):
         return self.post("/generate", data, s)
 
     def flush_cache(self) -> None:
-        self.client.post(self.base_url + "/flush_cache", {})
+        """Empty the server's prefix cache (SGLang answers in plain text; 400 while requests run)."""
+        self.client.request("POST", self.base_url + "/flush_cache", {}, text=True)
 
     def get_server_info(self) -> dict:
         try:
