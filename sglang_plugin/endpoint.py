@@ -135,8 +135,8 @@ class HttpClient:
                     if text:
                         return response.data.decode("utf-8", "replace")
                     return _decode(response, method, url, attempt + 1)
-                text = response.data.decode("utf-8", "replace")[:500]
-                failure = EndpointError(f"{method} {url}: HTTP {response.status}: {text}", url=url,
+                detail = response.data.decode("utf-8", "replace")[:500]
+                failure = EndpointError(f"{method} {url}: HTTP {response.status}: {detail}", url=url,
                                         kind="http", status=response.status, attempts=attempt + 1)
                 if response.status not in RETRY_STATUSES:
                     raise failure
