@@ -87,7 +87,7 @@ class SearchRun:
         self.s += sgl.user(self.problem + self.config.instruction)
         self.s += sgl.assistant_begin()
 
-    def spawn(self, count: int, parent: Branch | None = None, group: int | None = None) -> list[Branch]:
+    def spawn(self, count: int, parent: Branch | None = None) -> list[Branch]:
         """`count` new running branches: forks of the prompt, or of a running parent (which keeps running
         too). The fork sends the shared text once first so the radix cache holds it."""
         source = self.s if parent is None else self._states[parent.id]
@@ -96,14 +96,14 @@ class SearchRun:
         children = []
         for state in states:
             self.endpoint.attach(state.stream_executor, self.ledger)
-            child = self.new_branch(parent, group)
+            child = self.new_branch(parent)
             self._states[child.id] = state
             children.append(child)
         return children
 
-    def new_branch(self, parent: Branch | None = None, group: int | None = None) -> Branch:
+    def new_branch(self, parent: Branch | None = None) -> Branch:
         with self._lock:
-            branch = Branch(id=len(self.branches), group=group if parent is None else parent.group)
+            branch = Branch(id=len(self.branches), group=parent.group if parent is not None else None)
             if parent is not None:
                 branch.parent, branch.fork_step, branch.tokens = parent.id, len(parent.steps), parent.tokens
                 branch.steps, branch.step_scores = list(parent.steps), list(parent.step_scores)
@@ -260,8 +260,9 @@ class SearchRun:
         branch.score = aggregate(branch.step_scores, self.config.aggregation)
         return branch.score
 
-    def answered(self, branches: Sequence[Branch] | None = None) -> list[Branch]:
-        return [b for b in (self.branches if branches is None else branches) if b.answer is not None and not b.failed]
+    @staticmethod
+    def answered(branches: Sequence[Branch]) -> list[Branch]:
+        return [b for b in branches if b.answer is not None and not b.failed]
 
     def vote(self, branches: Sequence[Branch], weights: Sequence[float] | None = None,
              reduce: str = "sum") -> list[Vote]:

@@ -321,5 +321,9 @@ def test_bad_input_is_a_clear_error(endpoint, prm):
         solve("  ", "cot", 1, endpoint)
     with pytest.raises(InputError, match="beam_width"):
         SolveConfig(beam_width=0)
+    with pytest.raises(InputError, match="unknown config field"):
+        FAST.with_(beams=2)
+    with pytest.raises(InputError, match="aggregation"):
+        FAST.with_(aggregation="max")
     with pytest.raises(TypeError, match="sglang_plugin.Endpoint"):
         STRATEGIES["cot"].run(problem="What is 1+1?", budget=1, backend=sgl.RuntimeEndpoint(endpoint.base_url))
