@@ -116,7 +116,7 @@ class OutcomeRewardScorer(_PrefixScorer):
             value = float(item["embedding"][0])
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise _bad(self.url + "/classify", f"no score in {item!r}"[:200]) from exc
-        return 1.0 / (1.0 + math.exp(-value)) if self.sigmoid else value
+        return _sigmoid(value) if self.sigmoid else value
 
 
 class StepTagScorer(Scorer):
@@ -135,10 +135,12 @@ class StepTagScorer(Scorer):
 
     def __init__(self, url: str, *, plus_token_id: int, minus_token_id: int, tag_token_id: int,
                  tag: str, template: str = "{problem} {steps}", step_suffix: str = " {tag}\n",
-                 offset: int = 1, config: SolveConfig | None = None, api_key: str | None = None) -> None:
+                 offset: int = 1, tag_context: Sequence[int] = (), config: SolveConfig | None = None,
+                 api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.plus, self.minus, self.tag_id, self.tag = plus_token_id, minus_token_id, tag_token_id, tag
         self.template, self.suffix, self.offset = template, step_suffix.replace("{tag}", tag), offset
+        self.context = list(tag_context)  # token ids right before each tag, when the tag alone is common
         self.client = HttpClient(config, api_key=api_key)
         self._lengths: OrderedDict[str, int] = OrderedDict()  # formatted text -> tokens, as measured
         self._lock = threading.Lock()
@@ -151,15 +153,18 @@ class StepTagScorer(Scorer):
 
     @classmethod
     def rlhflow(cls, url: str, **options) -> StepTagScorer:
-        """RLHFlow/Llama3.1-8B-PRM-*: each step a user turn answered by "+" (id 10; "-" is 12)."""
-        template = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{problem} {steps}")
+        """RLHFlow/Llama3.1-8B-PRM-*: each step a user turn answered by "+" (Llama 3 ids: "+" 10, "-" 12;
+        a tag is a "+" right after <|end_header_id|> (128007) and "\n\n" (271), since steps hold "+" too)."""
+        template = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{problem} {steps}"
         suffix = ("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n{tag}<|eot_id|>"
                   "<|start_header_id|>user<|end_header_id|>\n\n")
         return cls(url, **{"plus_token_id": 10, "minus_token_id": 12, "tag_token_id": 10, "tag": "+",
-                           "template": template, "step_suffix": suffix, "offset": 0, **options})
+                           "template": template, "step_suffix": suffix, "offset": 0,
+                           "tag_context": (128007, 271), **options})
 
     def format(self, problem: str, steps: Steps) -> str:
-        body = "".join(step.replace(self.tag, "").strip() + self.suffix for step in steps)
+        """The PRM's input; a tag that is a token of its own is taken out of the step text."""
+        body = "".join((step if self.context else step.replace(self.tag, "")).strip() + self.suffix for step in steps)
         return render(self.template, problem=problem, steps=body)
 
     def score_steps(self, problem: str, candidates: Sequence[Steps], ledger: CostLedger) -> list[list[float]]:
@@ -225,7 +230,10 @@ class StepTagScorer(Scorer):
         tokens, chosen = meta.get("input_token_logprobs"), meta.get("input_token_ids_logprobs")
         if tokens is None or chosen is None:
             raise _bad(self.url + "/generate", "no input_token_logprobs / input_token_ids_logprobs in meta_info")
-        tags = [i for i, entry in enumerate(tokens) if entry and entry[1] == self.tag_id]
+        ids = [entry[1] if entry else None for entry in tokens]
+        width = len(self.context)
+        tags = [i for i, token in enumerate(ids) if token == self.tag_id and i >= width
+                and ids[i - width:i] == self.context]
         if (len(tags) != expected) if expected is not None else not tags:
             raise _bad(self.url + "/generate", f"found {len(tags)} step tags for {expected or 'the latest'} step(s)")
         rewards = []
@@ -237,7 +245,7 @@ class StepTagScorer(Scorer):
             plus, minus = logprob.get(self.plus), logprob.get(self.minus)
             if plus is None or minus is None:
                 raise _bad(self.url + "/generate", f"+/- token ids missing at input position {at}")
-            rewards.append(1.0 / (1.0 + math.exp(minus - plus)))
+            rewards.append(_sigmoid(plus - minus))
         return rewards
 
 
@@ -354,6 +362,10 @@ class SelfCertaintyScorer(Scorer):
 
     def score_steps(self, problem: str, candidates: Sequence[Steps], ledger: CostLedger) -> list[list[float]]:
         raise NotImplementedError("self-certainty scores are read from the generation (step_score)")
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def _kl_from_uniform(logprobs: list[float]) -> float | None:

@@ -1,8 +1,10 @@
 """The generic HTTP reward scorer against a loopback server shaped like vLLM's pooling API (the way
-Qwen2.5-Math-PRM-7B is served), and the scorer helpers. The ORM and step-tag scorers are tested against
+Qwen2.5-Math-PRM-7B is served), and the scorer helpers (template filling, JSON paths, self-certainty,
+step-tag reading of an RLHFlow-shaped answer). The ORM and step-tag scorers are tested against
 the stand-in SGLang server in test_scorers_sim.py."""
 
 import json
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,8 +13,8 @@ import pytest
 from planner.errors import InputError
 from sglang_plugin.config import SolveConfig
 from sglang_plugin.endpoint import CostLedger, EndpointError
-from sglang_plugin.scorers import (HttpRewardScorer, SelfCertaintyScorer, json_path, make_scorer,
-                                   render)
+from sglang_plugin.scorers import (HttpRewardScorer, SelfCertaintyScorer, StepTagScorer, json_path,
+                                   make_scorer, render)
 
 FAST = SolveConfig(max_retries=2, backoff_initial=0.01, backoff_max=0.02, read_timeout=5)
 
@@ -160,3 +162,19 @@ def test_make_scorer():
         make_scorer("orm")
     with pytest.raises(InputError, match="unknown scorer"):
         make_scorer("magic", "http://x")
+
+
+def test_step_tags_with_context_skip_the_same_token_inside_steps():
+    """RLHFlow's label "+" also appears in math: only a "+" after <|end_header_id|> "\n\n" is a tag."""
+    scorer = StepTagScorer.rlhflow("http://127.0.0.1:1")
+    assert "2+3" in scorer.format("q", ["So 2+3 = 5.\n\n", "Done."])  # steps keep their "+"
+    ids = [5, 10, 7, 128007, 271, 10, 9, 10, 128007, 271, 10, 4]  # "+" inside a step at 1 and 7
+    good, bad = math.log(0.8), math.log(0.2)
+    chosen = [None] + [[[good, 10, None], [bad, 12, None]] if i == 5 else [[bad, 10, None], [good, 12, None]]
+                       for i in range(1, len(ids))]
+    item = {"meta_info": {"input_token_logprobs": [[None if i == 0 else -1.0, t, None] for i, t in enumerate(ids)],
+                          "input_token_ids_logprobs": chosen}}
+    assert scorer._rewards(item, 2) == pytest.approx([0.8, 0.2])
+    assert scorer._rewards(item, None) == pytest.approx([0.2])
+    with pytest.raises(EndpointError, match="found 2 step tags for 3"):
+        scorer._rewards(item, 3)
