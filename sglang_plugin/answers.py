@@ -11,13 +11,18 @@ only ever parsed by math-verify's LaTeX parser, never evaluated.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import os
 import queue
 import re
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from pathlib import Path
 
 from sglang_plugin.result import Vote
 
@@ -68,36 +73,49 @@ def normalize(answer: str) -> str:
 
 
 class _Worker:
-    """One math-verify process, spoken to over a pipe."""
+    """One math-verify process (`python -m sglang_plugin.answers`), one JSON line per comparison each way.
+    A plain subprocess, not multiprocessing: spawning would re-run the caller's main script in the child,
+    which breaks scripts that call `solve` at top level."""
 
-    def __init__(self, context) -> None:
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child,), daemon=True)
-        self.process.start()
-        child.close()
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen([sys.executable, "-m", "sglang_plugin.answers"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.ready = False
 
     def compare(self, a: str, b: str, timeout: float, start_timeout: float) -> bool | None:
         """True/False, or None when the deadline passed (the worker is then dead)."""
         if not self.ready:
-            if not self.conn.poll(start_timeout):
-                self.kill()
+            if self._line(start_timeout) is None:
                 return None
-            self.conn.recv()
             self.ready = True
-        self.conn.send((a, b))
-        if self.conn.poll(timeout):
-            return bool(self.conn.recv())
-        self.kill()
-        return None
+        try:
+            self.process.stdin.write(json.dumps([a, b]).encode("utf-8") + b"\n")
+            self.process.stdin.flush()
+        except OSError:
+            self.kill()
+            return None
+        line = self._line(timeout)
+        return None if line is None else bool(json.loads(line))
+
+    def _line(self, timeout: float) -> bytes | None:
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if readable else b""
+        if not line:
+            self.kill()
+            return None
+        return line
 
     def kill(self) -> None:
         self.process.kill()
-        self.process.join()
-        self.conn.close()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            pipe.close()
 
 
-def _serve(conn) -> None:
+def _serve() -> None:
+    """The worker's loop: math-verify with its own (signal) timeouts off; the caller keeps the deadline."""
     import logging
 
     from math_verify import parse, verify
@@ -112,19 +130,19 @@ def _serve(conn) -> None:
             parsed[answer] = parse("\\boxed{" + answer + "}", parsing_timeout=None)
         return parsed[answer]
 
-    conn.send("ready")
-    while True:
-        try:
-            a, b = conn.recv()
-        except EOFError:
-            return
+    out = sys.stdout.buffer
+    out.write(b"ready\n")
+    out.flush()
+    for line in sys.stdin.buffer:
+        a, b = json.loads(line)
         try:
             pa, pb = parse_once(a), parse_once(b)
             same = bool(pa and pb and (verify(pa, pb, timeout_seconds=None)
                                        or verify(pb, pa, timeout_seconds=None)))
         except Exception:  # noqa: BLE001 - an answer math-verify cannot handle matches nothing
             same = False
-        conn.send(same)
+        out.write(b"true\n" if same else b"false\n")
+        out.flush()
 
 
 class AnswerGrouper:
@@ -134,7 +152,6 @@ class AnswerGrouper:
         self.workers = workers
         self.start_timeout = start_timeout
         self.timeouts = 0  # comparisons that overran their deadline
-        self._context = multiprocessing.get_context("spawn")
         self._idle: queue.Queue = queue.Queue()
         self._started = 0
         self._lock = threading.Lock()
@@ -200,14 +217,14 @@ class AnswerGrouper:
     def _compare(self, a: str, b: str, timeout: float) -> bool | None:
         worker = self._take()
         result = worker.compare(a, b, timeout, self.start_timeout)
-        self._idle.put(worker if result is not None else _Worker(self._context))
+        self._idle.put(worker if result is not None else _Worker())
         return result
 
     def _take(self) -> _Worker:
         with self._lock:
             if self._idle.empty() and self._started < self.workers:
                 self._started += 1
-                return _Worker(self._context)
+                return _Worker()
         return self._idle.get()
 
     def close(self) -> None:
@@ -259,3 +276,7 @@ def shared_grouper(workers: int = 1) -> AnswerGrouper:
         if workers not in _shared:
             _shared[workers] = AnswerGrouper(workers)
         return _shared[workers]
+
+
+if __name__ == "__main__":
+    _serve()
