@@ -3,6 +3,8 @@ replay_answers.jsonl: 18 MATH problems x 8 Qwen2.5-Math responses, their tails, 
 shared/data/replay/math_cot_100.jsonl)."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -134,3 +136,13 @@ def test_many_threads_share_one_grouper(grouper):
     for thread in threads:
         thread.join()
     assert results == [expected for _, _, expected in pairs]
+
+
+def test_works_from_a_script_that_calls_it_at_top_level(tmp_path):
+    """No `if __name__ == "__main__"` guard needed: the worker does not re-run the caller's script."""
+    script = tmp_path / "group.py"
+    script.write_text("from sglang_plugin.answers import shared_grouper\n"
+                      "print(shared_grouper().group(['\\\\frac{1}{2}', '0.5', 'x+1', '1+x']))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0, 0, 1, 1]"
