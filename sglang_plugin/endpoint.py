@@ -66,11 +66,11 @@ class CostLedger:
             self.cost.cached_tokens += int(meta.get("cached_tokens", 0))
             self.cost.requests += 1
 
-    def add_reward(self, tokens: int, requests: int = 1) -> None:
-        """Tokens a reward model had to compute (its prompt tokens minus its cache hits)."""
+    def add_reward(self, tokens: int) -> None:
+        """One reward-server response: the tokens it had to compute (prompt tokens minus cache hits)."""
         with self._lock:
             self.cost.reward_tokens += int(tokens)
-            self.cost.requests += requests
+            self.cost.requests += 1
 
     def add_error(self, message: str) -> None:
         with self._lock:
