@@ -170,3 +170,7 @@ def models() -> None:
 from sglang_plugin.sim_server import sim_server_command  # noqa: E402
 
 main.add_command(sim_server_command, "sim-server")
+
+
+if __name__ == "__main__":
+    main()
