@@ -27,7 +27,7 @@ finer grid of budgets, the average budget at which predictor (and oracle) alloca
 allocation at 16 samples, and reports 16 divided by it as the compute saving.
 
     python benchmarks/offline_planning.py --predictions preds.jsonl     # JSONL, one {"pass_at_1": p} per problem
-    python benchmarks/offline_planning.py --model Qwen/Qwen2.5-Math-1.5B-Instruct   # the shipped predictor
+    python benchmarks/offline_planning.py --model Qwen/Qwen2.5-Math-1.5B-Instruct   # a shipped predictor (or a .npz path)
     python benchmarks/offline_planning.py --predictions preds.jsonl --json
 """
 
@@ -78,10 +78,8 @@ def load_predictions(path: str, expected: int) -> np.ndarray:
 
 
 def predict(model_name: str, texts: list[str]) -> np.ndarray:
-    try:
-        from planner.predictor import load_model
-    except ImportError as exc:
-        raise PlannerError(f"the predictor is not available in this checkout ({exc}); pass --predictions") from exc
+    """pass@1 from a shipped predictor (by policy name) or a model file (by path)."""
+    from planner.model_store import load_model
     return np.clip(np.asarray(load_model(model_name).predict(texts), dtype=float), 0.0, 1.0)
 
 
@@ -238,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--predictions", help="JSONL with a pass_at_1 per MATH-500 problem, in file order")
-    source.add_argument("--model", default=None, help=f"predictor to load (default {DEFAULT_POLICY})")
+    source.add_argument("--model", default=None,
+                        help=f"shipped predictor (policy name) or model file to load (default {DEFAULT_POLICY})")
     parser.add_argument("--data", help="shared data folder (default $TTS_PLANNER_DATA or ../shared/data)")
     parser.add_argument("--column", default=find_policy(DEFAULT_POLICY).label_column,
                         help="outcome column holding each problem's true rate")
