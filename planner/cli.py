@@ -171,6 +171,10 @@ from sglang_plugin.sim_server import sim_server_command  # noqa: E402
 
 main.add_command(sim_server_command, "sim-server")
 
+from planner.report import report_command  # noqa: E402
+
+main.add_command(report_command, "report")
+
 
 if __name__ == "__main__":
     main()
