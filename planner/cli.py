@@ -106,10 +106,88 @@ def predict(input_path: Path, model: str | None, output: Path | None, field: str
 
     predictor = load_model(model)
     records, texts, skip = load_problems(input_path, field, skip_bad, max_chars)
-    pass_at_1 = predict_with_progress(predictor, texts)
+    pass_at_1 = np.round(predict_with_progress(predictor, texts), 4)  # the bin follows the number written
     bins = difficulty_bins(pass_at_1)
-    write_jsonl(({**record, "pass_at_1": round(float(p), 4), "difficulty": str(b)}
+    write_jsonl(({**record, "pass_at_1": float(p), "difficulty": str(b)}
                  for record, p, b in zip(records, pass_at_1, bins)), output)
+    report_skipped(skip)
+
+
+def estimated_prompt_tokens(texts: list[str]) -> np.ndarray:
+    """Prompt length per problem: the problem at ~3.2 characters per token (LaTeX-heavy text) plus the chat
+    template and instruction around it. Only used to price prompts; servers report the real counts."""
+    return np.fromiter((len(t) for t in texts), dtype=float, count=len(texts)) / 3.2 + 45.0
+
+
+def parse_strategies(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--budget", type=float, default=None, metavar="B",
+              help="Average samples per problem over the whole file (one sample = one chain-of-thought "
+                   "solution's tokens).")
+@click.option("--budget-tokens", type=float, default=None, metavar="T",
+              help="Or: the total token budget for the whole file (generated + uncached prompt + reward-model "
+                   "tokens).")
+@model_option
+@click.option("--policy", "policy_name", default=None, metavar="NAME",
+              help="The serving policy (default: the one the predictor was trained for).")
+@click.option("--reward-model", default=None, metavar="NAME",
+              help="The reward model you serve beside the policy, e.g. Qwen/Qwen2.5-Math-PRM-7B (default: none, "
+                   "so only cot and majority voting are planned).")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A calibration file from `tts-planner calibrate`, measured on your own stack.")
+@click.option("--strategies", default=None, metavar="LIST", help="Only consider these strategies (comma-separated).")
+@click.option("--floor", type=float, default=1.0, show_default=True, metavar="SAMPLES",
+              help="Every problem gets at least this many samples' worth of tokens.")
+@click.option("--cap", type=float, default=None, metavar="SAMPLES",
+              help="No problem gets more than this many samples' worth of tokens.")
+@output_option
+@input_options
+@reports_errors
+def plan(input_path: Path, budget: float | None, budget_tokens: float | None, model: str | None,
+         policy_name: str | None, reward_model: str | None, calibration: Path | None, strategies: str | None,
+         floor: float, cap: float | None, output: Path | None, field: str | None, skip_bad: bool,
+         max_chars: int) -> None:
+    """Give each problem a strategy and size that spend the budget where it buys the most accuracy.
+
+    Each output line is the input record plus a "plan": strategy, size, expected_accuracy, expected_cost
+    (tokens), and the predicted pass_at_1 and difficulty. A table then compares the plan with the best
+    uniform allocation (one strategy and size for every problem) at the same budget.
+
+    \b
+    Examples:
+      tts-planner plan examples/problems.jsonl --budget 4
+      tts-planner plan problems.jsonl --budget 8 --reward-model Qwen/Qwen2.5-Math-PRM-7B -o plans.jsonl
+      tts-planner plan problems.jsonl --budget-tokens 5e6 --cap 32
+    """
+    from planner.allocation import Budget, allocate, uniform
+    from planner.model_store import load_model
+    from planner.plan import format_comparison
+    from planner.policies import policy as find_policy
+    from planner.strategy_table import StrategyTable
+
+    if (budget is None) == (budget_tokens is None):
+        raise click.UsageError("give exactly one of --budget (samples per problem) or --budget-tokens (total)")
+    batch_budget = Budget(budget) if budget is not None else Budget(budget_tokens, "tokens", total=True)
+    predictor = load_model(model)
+    chosen_policy = policy_name or predictor.policy
+    if chosen_policy is None:
+        raise click.UsageError(f"the model {model} does not say which policy it predicts for; pass --policy NAME")
+    table = StrategyTable.default(find_policy(chosen_policy), reward_model, calibration)
+    records, texts, skip = load_problems(input_path, field, skip_bad, max_chars)
+    if not records:
+        raise click.ClickException(f"{input_path}: no problems to plan")
+    pass_at_1 = predict_with_progress(predictor, texts)
+    prompt = estimated_prompt_tokens(texts)
+    options = dict(strategies=parse_strategies(strategies), prompt_tokens=prompt)
+    planned = allocate(pass_at_1, table, batch_budget, floor=Budget(floor),
+                       cap=Budget(cap) if cap is not None else None, **options)
+    baseline = uniform(pass_at_1, table, batch_budget, **options)
+    write_jsonl(({**record, "plan": row} for record, row in zip(records, planned.records())), output)
+    click.echo(format_comparison(planned, baseline), err=output is None)
     report_skipped(skip)
 
 
@@ -174,6 +252,11 @@ main.add_command(sim_server_command, "sim-server")
 from planner.report import report_command  # noqa: E402
 
 main.add_command(report_command, "report")
+
+
+from sglang_plugin.commands import run_command  # noqa: E402
+
+main.add_command(run_command, "run")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class BatchPlan:
     def __getitem__(self, i: int) -> Plan:
         return Plan(self.strategies[self.strategy[i]], int(self.size[i]), float(self.expected_accuracy[i]),
                     float(self.prompt_tokens[i]), float(self.generated_tokens[i]), float(self.reward_tokens[i]),
-                    float(self.pass_at_1[i]), str(difficulty_bins(self.pass_at_1[i:i + 1])[0]))
+                    float(self.pass_at_1[i]), str(difficulty_bins(np.round(self.pass_at_1[i:i + 1], 4))[0]))
 
     def __iter__(self) -> Iterator[Plan]:
         return (self[i] for i in range(len(self)))
@@ -86,9 +86,9 @@ class BatchPlan:
     def records(self) -> list[dict]:
         """Plan.to_dict() of every problem, built column-wise (about 1 s per million problems)."""
         names = [self.strategies[i] for i in self.strategy.tolist()]
-        bins = difficulty_bins(self.pass_at_1).tolist()
+        pass_at_1 = np.round(self.pass_at_1, 4)  # the bin follows the number written
         rows = zip(names, self.size.tolist(), np.round(self.expected_accuracy, 4).tolist(),
-                   np.round(self.expected_cost, 1).tolist(), bins, np.round(self.pass_at_1, 4).tolist())
+                   np.round(self.expected_cost, 1).tolist(), difficulty_bins(pass_at_1).tolist(), pass_at_1.tolist())
         out = []
         for name, size, acc, cost, bin_name, p in rows:
             row = {"strategy": name, "size": size, "expected_accuracy": acc, "expected_cost": cost,

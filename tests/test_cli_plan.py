@@ -1,0 +1,84 @@
+"""`tts-planner plan` end to end with the shipped default predictor, as a user runs it."""
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli_predict import lines, run
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "problems.jsonl"
+STRATEGIES = {"cot", "majority", "best_of_n", "weighted_vote", "beam_search", "dvts", "particle_filter"}
+
+
+def test_plan_gives_every_problem_a_plan_and_compares_with_uniform():
+    result = run("plan", EXAMPLES, "--budget", 4)
+    records = lines(result.stdout)
+    source = lines(EXAMPLES.read_text(encoding="utf-8"))
+    assert [r["id"] for r in records] == [s["id"] for s in source]
+    for record in records:
+        plan = record["plan"]
+        assert plan["strategy"] in {"cot", "majority"}  # no reward model served: voting only
+        assert plan["size"] >= 1 and 0 <= plan["expected_accuracy"] <= 1 and plan["expected_cost"] > 0
+        assert plan["difficulty"] in {"easy", "medium", "hard"} and 0 <= plan["pass_at_1"] <= 1
+    assert "uniform (" in result.stderr and "allocated" in result.stderr
+    summary = [line for line in result.stderr.splitlines() if line.startswith(("uniform", "allocated"))]
+    uniform_acc, planned_acc = (float(line.split()[-4]) for line in summary)
+    assert planned_acc >= uniform_acc - 1e-9  # the allocation is never worse than uniform on its own curves
+
+
+def test_total_token_budget_is_respected_and_output_file_written(tmp_path):
+    out = tmp_path / "plans.jsonl"
+    result = run("plan", EXAMPLES, "--budget-tokens", 60_000, "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B",
+                 "--output", out)
+    assert "allocated" in result.stdout  # the table goes to stdout when the plans go to a file
+    plans = [r["plan"] for r in lines(out.read_text(encoding="utf-8"))]
+    assert sum(p["expected_cost"] for p in plans) <= 60_000
+    assert {p["strategy"] for p in plans} <= STRATEGIES
+
+
+def test_reward_model_opens_search_strategies_and_more_budget_buys_more():
+    cheap = lines(run("plan", EXAMPLES, "--budget", 2, "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B").stdout)
+    rich = lines(run("plan", EXAMPLES, "--budget", 32, "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B").stdout)
+    assert {r["plan"]["strategy"] for r in rich} - {"cot", "majority"}  # a reward model gets used
+    total = lambda rows, key: sum(r["plan"][key] for r in rows)  # noqa: E731
+    assert total(rich, "expected_cost") > total(cheap, "expected_cost")
+    assert total(rich, "expected_accuracy") > total(cheap, "expected_accuracy")
+
+
+def test_strategy_filter_and_cap(tmp_path):
+    rows = lines(run("plan", EXAMPLES, "--budget", 16, "--strategies", "cot,majority", "--cap", 4).stdout)
+    assert {r["plan"]["strategy"] for r in rows} <= {"cot", "majority"}
+    assert max(r["plan"]["size"] for r in rows) <= 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "0"], "must be a positive number"),
+    (["--budget", "-3"], "must be a positive number"),
+    (["--budget", "nan"], "must be a positive number"),
+    (["--budget-tokens", "100"], "below the floor"),
+    ([], "give exactly one of --budget"),
+    (["--budget", "4", "--budget-tokens", "1e6"], "give exactly one of --budget"),
+    (["--budget", "4", "--reward-model", "Nope-RM"], "unknown reward model 'Nope-RM'"),
+    (["--budget", "4", "--policy", "Nope-7B"], "unknown policy 'Nope-7B'"),
+    (["--budget", "4", "--strategies", "cot,tree_of_thought"], "tree_of_thought"),
+])
+def test_bad_budgets_and_names_fail_clearly(args, message):
+    result = run("plan", EXAMPLES, *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_plan_reports_bad_lines_with_file_and_line(tmp_path):
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"problem": "What is 2+2?"}\n{"problem": 5}\n', encoding="utf-8")
+    result = run("plan", source, "--budget", 4, check=False)
+    assert result.returncode != 0 and f"{source}:2: field 'problem': expected text" in result.stderr
+    skipped = run("plan", source, "--budget", 4, "--skip-bad")
+    assert len(lines(skipped.stdout)) == 1 and "skipped 1 bad line(s)" in skipped.stderr
+
+
+def test_plan_output_keeps_the_whole_input_record():
+    record = lines(run("plan", EXAMPLES, "--budget", 4).stdout)[0]
+    original = json.loads(EXAMPLES.read_text(encoding="utf-8").splitlines()[0])
+    assert {k: record[k] for k in original} == original

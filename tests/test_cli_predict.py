@@ -1,0 +1,146 @@
+"""The predict / train / models commands, run as a user runs them: the installed console script."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from conftest import DATA
+
+CLI = [sys.executable, "-m", "planner.cli"]
+
+
+def run(*args, check=True, **kwargs):
+    result = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def model_file(small_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "small.npz"
+    small_model.save(path)
+    return path
+
+
+def lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_predict_with_the_shipped_default_model_ranks_real_problems():
+    result = run("predict", DATA / "math_test_sample.jsonl")
+    records = lines(result.stdout)
+    source = lines((DATA / "math_test_sample.jsonl").read_text(encoding="utf-8"))
+    assert len(records) == len(source)
+    for record, original in zip(records, source):
+        assert {k: record[k] for k in original} == original  # the input record is kept whole
+        assert 0.0 <= record["pass_at_1"] <= 1.0
+        expected_bin = "easy" if record["pass_at_1"] >= 0.5 else "medium" if record["pass_at_1"] >= 0.1 else "hard"
+        assert record["difficulty"] == expected_bin
+    rho = spearmanr([r["pass_at_1"] for r in records], [r["pass_rate"] for r in records]).statistic
+    assert rho > 0.45, rho  # held-out MATH test problems; the full-test figure is in the model card
+
+
+def test_predict_writes_output_file_and_accepts_question_field(model_file, tmp_path):
+    source = tmp_path / "questions.jsonl"
+    source.write_text('{"question": "What is $1+1$?", "id": 7}\n{"question": "Prove that $\\\\sqrt{2}$ is irrational."}\n',
+                      encoding="utf-8")
+    out = tmp_path / "out" / "predicted.jsonl"
+    result = run("predict", source, "--model", model_file, "--output", out)
+    assert result.stdout == ""
+    records = lines(out.read_text(encoding="utf-8"))
+    assert [r.get("id") for r in records] == [7, None]
+    assert all(isinstance(r["pass_at_1"], float) for r in records)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"problem": "ok"}\n{"problem": "broken"\n', ":2: malformed JSON"),
+    (b'{"problem": "ok"}\n{"text": "wrong field"}\n', ":2: field 'problem': missing"),
+    (b'{"problem": ""}\n', ":1: field 'problem': empty text"),
+    (b'{"problem": "caf\xe9"}\n', ":1: not valid UTF-8"),
+    (b'{"problem": NaN}\n', ":1: NaN is not a number JSON allows"),
+])
+def test_bad_input_names_file_line_and_field_and_exits_non_zero(model_file, tmp_path, content, message):
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(content)
+    result = run("predict", source, "--model", model_file, check=False)
+    assert result.returncode != 0
+    assert f"{source}{message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_one_megabyte_problem_is_refused_unless_allowed(model_file, tmp_path):
+    source = tmp_path / "huge.jsonl"
+    source.write_text(json.dumps({"problem": "Compute $1+1$. " * 70_000}) + "\n", encoding="utf-8")
+    result = run("predict", source, "--model", model_file, check=False)
+    assert result.returncode != 0 and "over the limit of 50,000" in result.stderr and "--max-chars" in result.stderr
+    allowed = run("predict", source, "--model", model_file, "--max-chars", 2_000_000)
+    assert 0.0 <= lines(allowed.stdout)[0]["pass_at_1"] <= 1.0
+
+
+def test_skip_bad_skips_and_counts_every_bad_line(model_file, tmp_path):
+    source = tmp_path / "mixed.jsonl"
+    source.write_bytes(b'{"problem": "a"}\nnot json\n{"problem": "b"}\n{"problem": ""}\n')
+    result = run("predict", source, "--model", model_file, "--skip-bad")
+    assert [r["problem"] for r in lines(result.stdout)] == ["a", "b"]
+    assert "skipped 2 bad line(s)" in result.stderr
+    assert f"{source}:2: malformed JSON" in result.stderr and f"{source}:4: field 'problem': empty text" in result.stderr
+
+
+def test_unknown_policy_and_broken_model_files_fail_clearly(model_file, tmp_path):
+    source = DATA / "math_test_sample.jsonl"
+    unknown = run("predict", source, "--model", "Llama-3-8B", check=False)
+    assert unknown.returncode != 0 and "unknown policy 'Llama-3-8B'" in unknown.stderr
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(model_file.read_bytes()[:5000])
+    broken = run("predict", source, "--model", truncated, check=False)
+    assert broken.returncode != 0 and "truncated or corrupt" in broken.stderr and "Traceback" not in broken.stderr
+    missing = run("predict", source, "--model", tmp_path / "nope.npz", check=False)
+    assert missing.returncode != 0 and "no such model file" in missing.stderr
+
+
+def test_train_on_outcome_records_then_predict_with_the_new_model(tmp_path, train_sample):
+    rng = np.random.default_rng(0)
+    outcomes = tmp_path / "outcomes.jsonl"
+    with outcomes.open("w", encoding="utf-8") as handle:
+        for i, record in enumerate(train_sample[:150]):
+            for sample in range(4):
+                handle.write(json.dumps({"problem_id": f"p{i}", "problem": record["problem"], "branch": sample,
+                                         "correct": bool(rng.random() < record["pass_rate"])}) + "\n")
+    model = tmp_path / "mine.npz"
+    result = run("train", outcomes, "--label", "correct", "--output", model, "--policy", "Qwen2.5-Math-1.5B-Instruct")
+    report = json.loads(result.stdout)
+    assert report["policy"] == "Qwen/Qwen2.5-Math-1.5B-Instruct"
+    assert report["training_data"]["problems"] == 150 and report["training_data"]["lines"] == 600
+    assert report["held_out_metrics"]["holdout"]["n"] == 30
+    assert "held-out: n=30" in result.stderr
+    predicted = run("predict", DATA / "math_test_sample.jsonl", "--model", model)
+    assert len(lines(predicted.stdout)) == 300
+
+
+def test_train_refuses_unknown_policy_and_too_little_data(tmp_path):
+    data = tmp_path / "few.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"p{i}", "rate": 0.5}) + "\n" for i in range(5)), encoding="utf-8")
+    few = run("train", data, "--label", "rate", "--output", tmp_path / "m.npz", check=False)
+    assert few.returncode != 0 and "only 5 distinct problems" in few.stderr
+    unknown = run("train", data, "--label", "rate", "--output", tmp_path / "m.npz", "--policy", "GPT-9", check=False)
+    assert unknown.returncode != 0 and "unknown policy 'GPT-9'" in unknown.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_help_and_models_listing():
+    assert "Predict each problem's pass@1" in run("predict", "--help").stdout
+    listing = run("models").stdout
+    assert "Qwen/Qwen2.5-Math-1.5B-Instruct" in listing and "spearman=" in listing
+
+
+def test_console_script_is_installed():
+    script = shutil.which("tts-planner")
+    assert script is not None
+    assert "predict" in subprocess.run([script, "--help"], capture_output=True, text=True, check=True).stdout
