@@ -1,0 +1,162 @@
+"""The `tts-planner run` and `tts-planner demo` commands. Importing this module does not import sglang: the
+commands import the runner when they run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from planner.errors import PlannerError
+from planner.jsonl import DEFAULT_MAX_CHARS
+
+INTERRUPTED_EXIT = 130  # the shell's code for a job ended by SIGINT
+
+
+def _key_value(ctx, param, values: tuple[str, ...]) -> dict:
+    options = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    return options
+
+
+def _config(path: Path | None):
+    from sglang_plugin.config import SolveConfig
+
+    if path is None:
+        return SolveConfig()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--config") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: expected a JSON object of SolveConfig fields", param_hint="--config")
+    return SolveConfig().with_(**data)
+
+
+@click.command("run")
+@click.option("--endpoint", required=True, metavar="URL",
+              help="The policy's SGLang server or gateway, e.g. http://127.0.0.1:30000.")
+@click.option("--input", "input_path", required=True, metavar="PROBLEMS.jsonl",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="One problem per line: 'problem' (or 'question') text, an optional id (problem_id, id, "
+                   "unique_id, idx) and an optional reference 'answer'.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Results, one line per finished problem (appended; an interrupted run resumes from it).")
+@click.option("--outcomes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Per-sample outcome records for `tts-planner train --label correct` (default: "
+                   "OUTPUT.outcomes.jsonl).")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+              help="Average samples per problem the planner may spend.")
+@click.option("--strategy", default=None, metavar="NAME",
+              help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
+                   "dvts, particle_filter) instead of the planner's choice; needs --size.")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
+@click.option("--reward-endpoint", default=None, metavar="URL", help="The reward model's server.")
+@click.option("--scorer", default=None, metavar="KIND",
+              help="How to read rewards: orm (SGLang /classify, the default with --reward-endpoint), math_shepherd "
+                   "or rlhflow (step-tag PRMs on an SGLang server), step_tag (give the token ids with "
+                   "--reward-option), vllm_qwen_prm (Qwen2.5-Math-PRM-7B on vLLM), http (any HTTP reward server, "
+                   "see --reward-option), self_certainty (no reward model), none.")
+@click.option("--reward-option", "reward_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
+              help="A scorer option (VALUE is JSON or text), repeatable: e.g. for http request='{\"input\": "
+                   "\"{texts}\"}' and scores_path=data[*].score.")
+@click.option("--reward-model", default=None, metavar="NAME",
+              help="The reward model served (for FLOPs and the planner; default: the usual one of --scorer).")
+@click.option("--model", default=None, metavar="NAME|PATH",
+              help="Difficulty predictor: a policy name or a model file from `tts-planner train` (default: the "
+                   "shipped predictor of the server's policy).")
+@click.option("--policy-params", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Parameters of the policy, for FLOPs when its name is not known (e.g. 7e9).")
+@click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Problems solved at once.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON object of SolveConfig fields (prompt, step and token caps, temperature, HTTP timeouts).")
+@click.option("--field", default=None, metavar="NAME",
+              help="Field holding the problem text (default: 'problem', else 'question').")
+@click.option("--answer-field", default="answer", show_default=True, metavar="NAME",
+              help="Field holding the reference answer.")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip bad input lines (reported and counted on stderr) instead of stopping at the first.")
+@click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
+              help="Longest problem text accepted, in characters.")
+@click.option("--overwrite", is_flag=True, help="Discard an existing OUTPUT (and its outcomes) and start over.")
+@click.option("--retry-failed", is_flag=True, help="When resuming, run the problems written as failed again.")
+@click.option("--max-failures-in-a-row", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Stop the run when this many problems fail in a row although the servers answer.")
+@click.option("--api-key", envvar="TTS_PLANNER_API_KEY", default=None,
+              help="Bearer token for the policy server (env TTS_PLANNER_API_KEY).")
+def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
+    """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
+    (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
+    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume.
+
+    \b
+    Examples:
+      tts-planner run --endpoint http://127.0.0.1:30000 --input problems.jsonl --output results.jsonl
+      tts-planner run --endpoint URL --reward-endpoint URL2 --input p.jsonl -o r.jsonl --budget 8
+      tts-planner run --endpoint URL --input p.jsonl -o r.jsonl --strategy majority --size 8
+    """
+    from sglang_plugin.batch import RunSettings
+
+    try:
+        settings = RunSettings(input=input_path, output=output, outcomes=outcomes, config=_config(config_path),
+                               **options)
+    except PlannerError as exc:
+        raise click.UsageError(str(exc)) from None
+    again = [arg for arg in sys.argv[1:] if arg != "--overwrite"]  # resuming must not start over
+    code = execute(settings, resume_hint="tts-planner " + shlex.join(again))
+    if code:
+        _exit_now(code)
+
+
+def execute(settings, *, resume_hint: str) -> int:
+    """Run with the summary on stdout and messages on stderr; returns the exit code. SIGTERM stops the run
+    like Ctrl-C."""
+    from sglang_plugin.batch import RunInterrupted, run_batch
+    from sglang_plugin.run_summary import format_summary
+    from sglang_plugin.runner import ServerDown, TooManyFailures
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
+    except RunInterrupted as exc:
+        click.echo(f"\ninterrupted: {exc.written} of {exc.total} problems are in {settings.output} (problems in "
+                   f"flight were abandoned; nothing partial was written).\nresume with: {resume_hint}", err=True)
+        return INTERRUPTED_EXIT
+    except (ServerDown, TooManyFailures) as exc:
+        click.echo(f"Error: {exc}\nresume with: {resume_hint}", err=True)
+        return 1
+    except PlannerError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if report.skipped:
+        click.echo(report.skipped.summary(), err=True)
+    click.echo(format_summary(report.summary))
+    click.echo(f"results: {settings.output}\noutcome records: {settings.outcomes_path}", err=True)
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _exit_now(code: int) -> None:
+    """Exit without waiting for abandoned solves: their threads would otherwise keep the process alive until
+    their requests end. Every result line is already written and synced."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

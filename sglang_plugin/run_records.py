@@ -1,0 +1,90 @@
+"""What a batch run writes for one problem: its result line (the input record plus the outcome of the solve) and
+its per-sample outcome records, the labels `tts-planner train --label correct` retrains the predictor on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.cost import Cost
+from planner.report import SAMPLING_STRATEGIES
+from sglang_plugin.answers import extract_answer, shared_grouper
+from sglang_plugin.result import Branch, SolveResult
+from sglang_plugin.run_input import RunProblem
+
+# Fields a result line adds; an input field of the same name is replaced, except a reference `answer`,
+# which is kept as `reference_answer`.
+RESULT_FIELDS = ("problem_id", "answer", "correct", "plan", "prediction", "cost", "strategy", "status", "errors",
+                 "branches")
+# A branch that stopped for one of these reasons is a whole sample of the policy; pruned and failed ones are not.
+SAMPLE_REASONS = frozenset({"answer", "eos", "length", "max_steps"})
+
+
+class Judge:
+    """Decides whether an answer matches a reference, by the same equivalence the votes use (math-verify under
+    a time limit, in its own process)."""
+
+    def __init__(self, timeout: float = 5.0, workers: int = 1) -> None:
+        self.timeout = timeout
+        self.grouper = shared_grouper(workers)
+
+    def correct(self, answer: str | None, reference: str) -> bool:
+        if answer is None:
+            return False
+        return self.grouper.equivalent(answer, extract_answer(reference) or reference, self.timeout)
+
+
+@dataclass
+class Solved:
+    """One problem's solve as the runner records it: the result with the plan that produced it."""
+
+    result: SolveResult
+    plan: dict
+    prediction: dict | None = None
+
+    @property
+    def failed(self) -> bool:
+        """No branch ended as a sample of the policy: every one failed (or none ran)."""
+        return not any(is_sample(b) for b in self.result.branches)
+
+
+def result_line(problem: RunProblem, solved: Solved | None, judge: Judge, *, errors: list[str], cost: Cost,
+                answer_field: str = "answer") -> dict:
+    """The input record plus the solve's outcome; `solved` None (a solve that raised) or without a finished
+    branch gives status "failed". `errors` and `cost` cover every attempt at the problem."""
+    record = dict(problem.record)
+    if problem.reference is not None and answer_field == "answer":
+        record["reference_answer"] = record.pop("answer")
+    result = solved.result if solved is not None else None
+    answer = result.answer if result is not None else None
+    line = {
+        **record,
+        "problem_id": problem.problem_id,
+        "answer": answer,
+        "plan": solved.plan if solved is not None else None,
+        "prediction": solved.prediction if solved is not None else None,
+        "cost": cost.to_dict(),
+        "strategy": result.strategy if result is not None else None,
+        "status": "failed" if solved is None or solved.failed else "ok",
+        "errors": errors,
+        "branches": len(result.branches) if result is not None else 0,
+    }
+    if problem.reference is not None:
+        line["correct"] = judge.correct(answer, problem.reference)
+    return line
+
+
+def outcome_records(problem: RunProblem, solved: Solved | None, judge: Judge, policy: str) -> list[dict]:
+    """One record per independent sample of the policy (a branch of a sampling strategy that ended on its own:
+    answered, end of sequence or a cap) of a problem with a reference answer, so the records are unbiased
+    pass@1 labels. Failed branches are not samples; the branches of beam search, DVTS and the particle
+    filter were selected by a reward model, so they would overstate pass@1 and are not written."""
+    if problem.reference is None or solved is None or solved.result.strategy not in SAMPLING_STRATEGIES:
+        return []
+    result = solved.result
+    return [{"problem_id": problem.problem_id, "problem": problem.text, "policy": policy, "strategy": result.strategy,
+             "branch": branch.id, "answer": branch.answer, "correct": judge.correct(branch.answer, problem.reference)}
+            for branch in result.branches if is_sample(branch)]
+
+
+def is_sample(branch: Branch) -> bool:
+    return branch.finish_reason in SAMPLE_REASONS

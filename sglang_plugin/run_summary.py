@@ -1,0 +1,111 @@
+"""The end-of-run summary, computed from the result lines themselves (so a resumed run reports the whole
+output, not just its last session): accuracy where references exist, cost per problem in tokens and
+FLOPs, prefix-cache hits, and the same per predicted difficulty bin."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+
+from planner.cost import Cost
+from planner.difficulty import BINS
+
+_COST_FIELDS = tuple(f.name for f in fields(Cost))
+
+
+@dataclass
+class Tally:
+    problems: int = 0
+    failed: int = 0
+    with_reference: int = 0
+    correct: int = 0
+    cost: Cost = field(default_factory=Cost)
+
+    def add(self, line: dict) -> None:
+        self.problems += 1
+        self.failed += line.get("status") == "failed"
+        if "correct" in line:
+            self.with_reference += 1
+            self.correct += bool(line["correct"])
+        spent = line.get("cost") or {}
+        self.cost = self.cost + Cost(**{name: spent.get(name, 0) for name in _COST_FIELDS})
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.with_reference if self.with_reference else None
+
+    @property
+    def tokens_per_problem(self) -> float:
+        return self.cost.tokens / self.problems if self.problems else 0.0
+
+
+@dataclass
+class RunSummary:
+    total: Tally
+    by_difficulty: dict[str, Tally]
+    strategies: Counter
+    wall_time: float  # this session
+    session_problems: int
+    policy_params: float | None
+    reward_params: float
+
+    def flops_per_problem(self, tally: Tally) -> float | None:
+        if self.policy_params is None or not tally.problems:
+            return None
+        return tally.cost.flops(self.policy_params, self.reward_params) / tally.problems
+
+    def to_dict(self) -> dict:
+        total = self.total
+        return {"problems": total.problems, "failed": total.failed, "with_reference": total.with_reference,
+                "correct": total.correct, "accuracy": total.accuracy, "tokens_per_problem": total.tokens_per_problem,
+                "flops_per_problem": self.flops_per_problem(total), "cache_hit_share": total.cost.cache_hit_share,
+                "cost": total.cost.to_dict(), "strategies": dict(self.strategies), "wall_time": self.wall_time,
+                "session_problems": self.session_problems}
+
+
+def summarize(lines: Iterable[dict], *, wall_time: float, session_problems: int, policy_params: float | None,
+              reward_params: float = 0.0) -> RunSummary:
+    total = Tally()
+    by_difficulty = {name: Tally() for name in BINS}
+    strategies: Counter = Counter()
+    for line in lines:
+        total.add(line)
+        difficulty = (line.get("prediction") or {}).get("difficulty")
+        if difficulty in by_difficulty:
+            by_difficulty[difficulty].add(line)
+        plan = line.get("plan") or {}
+        if line.get("strategy"):
+            strategies[f"{line['strategy']}@{plan['size']}" if "size" in plan else line["strategy"]] += 1
+    return RunSummary(total, {k: v for k, v in by_difficulty.items() if v.problems}, strategies, wall_time,
+                      session_problems, policy_params, reward_params)
+
+
+def format_summary(summary: RunSummary) -> str:
+    total = summary.total
+    rate = summary.session_problems / summary.wall_time if summary.wall_time > 0 else 0.0
+    lines = [f"problems      {total.problems} written ({total.failed} failed); {summary.session_problems} in this "
+             f"session, {summary.wall_time:.1f} s wall time ({rate:.2f} problems/s)"]
+    if total.with_reference:
+        lines.append(f"accuracy      {total.accuracy:.3f} ({total.correct}/{total.with_reference} with a reference "
+                     "answer; failed problems count as wrong)")
+    cost = total.cost
+    per = max(total.problems, 1)
+    lines.append(f"tokens        {total.tokens_per_problem:,.0f} per problem (generated {cost.completion_tokens / per:,.0f}"
+                 f", uncached prompt {(cost.prompt_tokens - cost.cached_tokens) / per:,.0f}, reward model "
+                 f"{cost.reward_tokens / per:,.0f})")
+    flops = summary.flops_per_problem(total)
+    lines.append(f"FLOPs         {flops:.3g} per problem" if flops is not None
+                 else "FLOPs         unknown (the policy's size is not known; give --policy-params)")
+    lines.append(f"prefix cache  {cost.cache_hit_share:.1%} of prompt tokens were cache hits")
+    if summary.strategies:
+        common = ", ".join(f"{name} x{count}" for name, count in summary.strategies.most_common(6))
+        more = len(summary.strategies) - 6
+        lines.append(f"strategies    {common}" + (f" and {more} more" if more > 0 else ""))
+    if summary.by_difficulty:
+        lines.append("by predicted difficulty:")
+        for name, tally in summary.by_difficulty.items():
+            accuracy = f"accuracy {tally.accuracy:.3f}" if tally.accuracy is not None else "no references"
+            lines.append(f"  {name:<7} {tally.problems:>6} problems  {accuracy}  {tally.tokens_per_problem:,.0f} "
+                         "tokens/problem")
+    return "\n".join(lines)
