@@ -11,11 +11,13 @@ optional per-sample outcome records, then writes, into one folder:
 A file holds one or more runs ("arms"): adaptive lines form one arm, and every other line falls in the arm
 of its strategy and size (`majority@8`), so a calibration sweep's log reports each point of its grid. A run
 is labeled by its file name, plus the arm when a file holds several. Within a run, a problem that appears
-twice (a resumed run that retried it) counts once, by its last line.
+more than once (files concatenated by hand) counts once, by its last line. An adaptive line's strategy is
+the rule that chose its answer (`plan.executed`).
 
 Observed pass@1 comes from independent samples only: outcome records of the sampling strategies (each
-branch of cot, majority, best_of_n or weighted_vote is one sample from the policy) and the answers of cot
-runs. Branches of beam search, DVTS and the particle filter are selected by a reward model, so they are not
+branch of cot, majority, best_of_n or weighted_vote is one sample from the policy), of adaptive runs that
+did not end in a tree search (their probe and rounds are plain samples), and the answers of cot runs.
+Branches of beam search, DVTS and the particle filter are selected by a reward model, so they are not
 samples of pass@1 and are left out. Without any independent sample the plot falls back to the final
 answers' correctness, and says so.
 
@@ -44,6 +46,8 @@ CALIBRATION_PNG = "calibration.png"
 REPORT_MD = "report.md"
 # Branches of these strategies are independent samples of the policy at the run's temperature.
 SAMPLING_STRATEGIES = frozenset({"cot", "majority", "best_of_n", "weighted_vote"})
+SEARCH_STRATEGIES = frozenset({"beam_search", "dvts", "particle_filter"})
+OUTCOMES_SUFFIX = ".outcomes.jsonl"
 STATUSES = ("ok", "failed")
 PANELS = ("all",) + BINS
 Z95 = 1.959964
@@ -228,7 +232,10 @@ def parse_result_line(record: dict, path: str, line: int) -> ResultLine:
         raise fail(f"expected one of {', '.join(BINS)}, got {_show(difficulty)}", "prediction.difficulty")
     optional = {key: None if plan.get(key) is None else _number(plan[key], fail, f"plan.{key}", low=0.0)
                 for key in ("expected_accuracy", "expected_cost", "budget")}
-    return ResultLine(line, str(problem_id), status, strategy or plan.get("strategy"), size, is_adaptive(plan),
+    adaptive = is_adaptive(plan)
+    if adaptive and isinstance(plan.get("executed"), str):
+        strategy = plan["executed"]
+    return ResultLine(line, str(problem_id), status, strategy or plan.get("strategy"), size, adaptive,
                       optional["budget"], correct, tokens, p, difficulty, optional["expected_accuracy"],
                       optional["expected_cost"])
 
@@ -268,11 +275,11 @@ def _show(value) -> str:
     return json.dumps(value)[:40]
 
 
-def read_outcomes(path: str | os.PathLike) -> dict[str, OutcomeTally]:
-    """Independent samples per problem from per-sample outcome records (contract 3 of the runner)."""
+def read_outcomes(path: str | os.PathLike) -> dict[tuple[str, str], OutcomeTally]:
+    """Per-sample outcome records (contract 3 of the runner) tallied by problem and strategy."""
     name = str(path)
-    correct: Counter[str] = Counter()
-    samples: Counter[str] = Counter()
+    correct: Counter[tuple[str, str]] = Counter()
+    samples: Counter[tuple[str, str]] = Counter()
     count = 0
     for number, record in read_jsonl(path):
         count += 1
@@ -283,20 +290,22 @@ def read_outcomes(path: str | os.PathLike) -> dict[str, OutcomeTally]:
         if not isinstance(record["correct"], bool):
             raise InputError(f"expected true or false, got {_show(record['correct'])}", path=name, line=number,
                              field="correct")
-        if record["strategy"] not in SAMPLING_STRATEGIES:
-            continue
-        problem = str(record["problem_id"])
-        samples[problem] += 1
-        correct[problem] += record["correct"]
+        key = (str(record["problem_id"]), str(record["strategy"]))
+        samples[key] += 1
+        correct[key] += record["correct"]
     if count == 0:
         raise InputError("no outcome records (the file is empty)", path=name)
-    return {problem: OutcomeTally(correct[problem], samples[problem]) for problem in samples}
+    return {key: OutcomeTally(correct[key], samples[key]) for key in samples}
+
+
+def _is_outcome_file(path: str | os.PathLike) -> bool:
+    return Path(path).name.endswith(OUTCOMES_SUFFIX)
 
 
 def outcome_files_beside(result_path: str | os.PathLike) -> list[Path]:
     """The outcome records `tts-planner run` writes next to a result file, if they are there."""
     path = Path(result_path)
-    candidates = {path.with_name(path.name + ".outcomes.jsonl"), path.with_suffix(".outcomes.jsonl")}
+    candidates = {path.with_name(path.name + OUTCOMES_SUFFIX), path.with_suffix(OUTCOMES_SUFFIX)}
     return sorted(c for c in candidates if c.is_file())
 
 
@@ -351,7 +360,21 @@ def strategy_mix(runs: Sequence[Run]) -> list[dict]:
     return rows
 
 
-def calibration(runs: Sequence[Run], outcomes: dict[str, OutcomeTally], bins: int = 10) -> Calibration | None:
+def independent_samples(runs: Sequence[Run], outcomes: dict[tuple[str, str], OutcomeTally]) -> dict[str, OutcomeTally]:
+    """Per problem, the outcome records that are independent samples: those of the sampling strategies, and
+    an adaptive run's unless it ended in a tree search (whose branches a reward model selected)."""
+    searched = {line.problem_id for run in runs if run.method == "adaptive" for line in run.lines
+                if line.strategy in SEARCH_STRATEGIES}
+    pooled: dict[str, OutcomeTally] = {}
+    for (problem, strategy), tally in outcomes.items():
+        if strategy in SAMPLING_STRATEGIES or (strategy == "adaptive" and problem not in searched):
+            old = pooled.get(problem, OutcomeTally(0, 0))
+            pooled[problem] = OutcomeTally(old.correct + tally.correct, old.samples + tally.samples)
+    return pooled
+
+
+def calibration(runs: Sequence[Run], outcomes: dict[tuple[str, str], OutcomeTally],
+                bins: int = 10) -> Calibration | None:
     """Each problem's predicted pass@1 against its observed share of correct independent samples, pooled
     over every input; problems without a prediction are left out. None when no problem qualifies."""
     predicted: dict[str, float] = {}
@@ -367,10 +390,11 @@ def calibration(runs: Sequence[Run], outcomes: dict[str, OutcomeTally], bins: in
             final[line.problem_id].append(line.correct)
             if line.strategy == "cot" and not line.adaptive and line.status == "ok":
                 cot[line.problem_id].append(line.correct)
+    samples = independent_samples(runs, outcomes)
     tallies = {}
     for problem in predicted:
-        if problem in outcomes:
-            tallies[problem] = outcomes[problem]
+        if problem in samples:
+            tallies[problem] = samples[problem]
         elif cot.get(problem):
             tallies[problem] = OutcomeTally(sum(cot[problem]), len(cot[problem]))
     source = "samples"
@@ -412,17 +436,21 @@ def make_report(result_paths: Sequence[str | os.PathLike], output_dir: str | os.
     if not result_paths:
         raise InputError("give at least one result file")
     drawing = _matplotlib()
+    outcome_paths = [Path(p) for p in outcome_paths] + [Path(p) for p in result_paths if _is_outcome_file(p)]
+    result_paths = [p for p in result_paths if not _is_outcome_file(p)]
+    if not result_paths:
+        raise InputError("every file given is an outcome file (*.outcomes.jsonl); give the result files too")
     runs: list[Run] = []
     for path in result_paths:
         runs += read_results(path)
     label_runs(runs)
     outcome_files = list(dict.fromkeys([Path(p) for p in outcome_paths]
                                        + [p for r in result_paths for p in outcome_files_beside(r)]))
-    outcomes: dict[str, OutcomeTally] = {}
+    outcomes: dict[tuple[str, str], OutcomeTally] = {}
     for path in outcome_files:
-        for problem, tally in read_outcomes(path).items():
-            old = outcomes.get(problem, OutcomeTally(0, 0))
-            outcomes[problem] = OutcomeTally(old.correct + tally.correct, old.samples + tally.samples)
+        for key, tally in read_outcomes(path).items():
+            old = outcomes.get(key, OutcomeTally(0, 0))
+            outcomes[key] = OutcomeTally(old.correct + tally.correct, old.samples + tally.samples)
     rows = summarize(runs)
     if not any(r.judged for r in rows):
         raise InputError("no result line has a 'correct' field, so there is no accuracy to report (the input "

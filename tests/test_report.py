@@ -128,6 +128,22 @@ def test_a_file_with_several_arms_splits_them_and_a_retried_problem_counts_once(
     assert float(row["mean tokens"]) == pytest.approx((9 * 2000 + 123) / 10, abs=0.05)
 
 
+def test_adaptive_samples_count_unless_the_run_ended_in_a_tree_search(tmp_path):
+    sampled = result_line("a", 0.3, "majority", 8, True, 4000, adaptive=True)
+    searched = result_line("b", 0.3, "beam_search", 16, True, 9000, adaptive=True)
+    path = write_lines(tmp_path / "adaptive.jsonl", [sampled, searched])
+    records = [{"problem_id": pid, "problem": "x", "policy": "p", "strategy": "adaptive", "branch": b, "answer": "7",
+                "correct": pid == "b" or b < 3} for pid in ("a", "b") for b in range(4)]
+    outcomes = write_lines(tmp_path / "adaptive.jsonl.outcomes.jsonl", records)
+    files = make_report([path, outcomes], tmp_path / "out")
+    text = files.markdown.read_text(encoding="utf-8")
+    assert text.count(str(outcomes)) == 1
+    (row,) = markdown_tables(text)[-1]
+    assert (row["problems"], row["observations"], row["mean observed"]) == ("1", "4", "0.7500")
+    mix = markdown_tables(text)[2]
+    assert {r["strategy"] for r in mix} == {"majority", "beam_search"}
+
+
 @pytest.mark.parametrize("content, line, field", [
     ('{"problem_id": "a", "status": "ok", "cost": {"tokens": 5}, "correct": true}\nnot json\n', 2, None),
     ('{"problem_id": "a", "status": "ok", "correct": true}\n', 1, "cost"),
