@@ -258,6 +258,10 @@ from sglang_plugin.commands import run_command  # noqa: E402
 
 main.add_command(run_command, "run")
 
+from sglang_plugin.calibrate_command import calibrate_command  # noqa: E402
+
+main.add_command(calibrate_command, "calibrate")
+
 
 if __name__ == "__main__":
     main()

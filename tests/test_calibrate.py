@@ -1,0 +1,210 @@
+"""`tts-planner calibrate`: a real sweep through the batch runner and the sglang frontend against the stand-in
+server (16 MATH-500 problems of the demo sample, 13 predicted easy and 3 medium), checked against its own run
+files; the planner loads what it writes, the fitted curves move toward the measured points, and a second run
+resumes instead of measuring again."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from programs_support import sim_stats
+from report_support import markdown_tables, png_size
+
+from planner.cli import main
+from planner.difficulty import difficulty_bin
+from planner.errors import InputError, PlannerError
+from planner.report import make_report
+from planner.strategy_table import StrategyTable, load_calibration
+from sglang_plugin.batch import RunSettings
+from sglang_plugin.calibrate import (Arm, CalibrateSettings, calibrate, calibration_document, measure, sweep_arms,
+                                     weighted_error, write_calibration)
+from sglang_plugin.config import SolveConfig
+from sglang_plugin.sim_server import SimServer
+
+POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
+ORM = "Qwen/Qwen2.5-Math-RM-72B"
+# The demo's MATH-500 sample: problem, answer and the measured pass rate of the policy the stand-in serves.
+SAMPLE = Path(__file__).resolve().parents[1] / "sglang_plugin" / "demo_data" / "math500_sample.jsonl"
+FAST = SolveConfig(max_retries=1, backoff_initial=0.01, backoff_max=0.05, connect_timeout=2.0, read_timeout=20.0)
+
+
+def write_problems(path: Path, count: int, extra: list[dict] = ()) -> None:
+    records = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()[:count]]
+    records = [{k: r[k] for k in ("unique_id", "problem", "answer")} for r in records] + list(extra)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with SimServer(SAMPLE, seed=5) as sim:
+        yield sim
+
+
+def sweep(url: str, folder: Path, **changes) -> CalibrateSettings:
+    run = RunSettings(endpoint=url, input=folder / "dev.jsonl", output=folder / "calibration.json",
+                      reward_endpoint=url, config=FAST, progress=False, retry_delay=0.0, concurrency=4)
+    values = dict(strategies=("cot", "majority", "best_of_n"), sizes=(1, 2, 4))
+    values.update(changes)
+    return CalibrateSettings(run, folder / "calibration.json", **values)
+
+
+@pytest.fixture(scope="module")
+def swept(server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calibrate")
+    write_problems(folder / "dev.jsonl", 16)
+    settings = sweep(server.url, folder)
+    messages = []
+    return settings, calibrate(settings, echo=messages.append), messages
+
+
+def test_arms_run_cot_first_at_the_sizes_the_planner_offers():
+    arms = sweep_arms(["majority", "beam_search", "dvts", "best_of_n"], [1, 2, 4, 8, 16], "Qwen/Qwen2.5-Math-PRM-7B")
+    assert [a.name for a in arms] == [
+        "cot@1", "majority@4", "majority@8", "majority@16", "beam_search@4~Qwen2.5-Math-PRM-7B",
+        "beam_search@8~Qwen2.5-Math-PRM-7B", "beam_search@16~Qwen2.5-Math-PRM-7B", "dvts@8~Qwen2.5-Math-PRM-7B",
+        "dvts@16~Qwen2.5-Math-PRM-7B", "best_of_n@2~Qwen2.5-Math-PRM-7B", "best_of_n@4~Qwen2.5-Math-PRM-7B",
+        "best_of_n@8~Qwen2.5-Math-PRM-7B", "best_of_n@16~Qwen2.5-Math-PRM-7B"]
+    with pytest.raises(InputError, match="reward model"):
+        sweep_arms(["best_of_n"], [4], None)
+    with pytest.raises(InputError, match="cannot drive beam_search"):
+        sweep_arms(["beam_search"], [4], ORM)
+    with pytest.raises(InputError, match="offers for majority"):
+        sweep_arms(["majority"], [1, 2], None)
+    with pytest.raises(InputError, match="unknown strategy bogus"):
+        sweep_arms(["bogus"], [1], None)
+
+
+def test_sweep_writes_a_file_the_planner_loads_with_points_from_the_runs(swept):
+    settings, result, _ = swept
+    calibration = load_calibration(settings.output)
+    assert calibration.points == result.calibration.points
+    assert {pt.strategy for pt in calibration.points} == {"cot", "majority", "best_of_n"}
+    folder = settings.runs_folder
+    cot_lines = {x["problem_id"]: x for x in lines(folder / "cot@1.jsonl")}
+    cold = {pid: x["cost"]["prompt_tokens"] - x["cost"]["cached_tokens"] for pid, x in cot_lines.items()}
+    for arm in result.arms:
+        arm_lines = lines(folder / f"{arm.name}.jsonl")
+        assert len(arm_lines) == 16 and all(x["status"] == "ok" for x in arm_lines)
+        for bin_name in ("easy", "medium"):
+            inside = [x for x in arm_lines if difficulty_bin(x["prediction"]["pass_at_1"]) == bin_name]
+            point = next(pt for pt in calibration.points
+                         if (pt.strategy, pt.size, pt.bin) == (arm.strategy, arm.size, bin_name))
+            assert point.problems == len(inside) == (13 if bin_name == "easy" else 3)
+            assert point.accuracy == pytest.approx(np.mean([x["correct"] for x in inside]), abs=1e-6)
+            assert sorted(point.pass_at_1) == sorted(x["prediction"]["pass_at_1"] for x in inside)
+            added = [0 if arm.strategy == "cot" else min(cold[x["problem_id"]], x["cost"]["cached_tokens"])
+                     for x in inside]
+            assert point.tokens == pytest.approx(np.mean([x["cost"]["tokens"] + a for x, a in zip(inside, added)]),
+                                                 abs=0.06)
+            assert point.reward_model == (ORM if arm.strategy == "best_of_n" else None)
+    measured = calibration.policies[POLICY]
+    assert measured["prompt_tokens"] == pytest.approx(np.mean(list(cold.values())), abs=0.06)
+    assert measured["tokens_per_sample"] == pytest.approx(
+        np.mean([x["cost"]["completion_tokens"] for x in cot_lines.values()]), abs=0.06)
+
+
+def test_calibrated_curves_and_costs_move_toward_the_measured_points(swept):
+    settings, result, _ = swept
+    assert weighted_error(result.fit, "calibrated") < weighted_error(result.fit, "default")
+    for row in result.fit:
+        assert abs(row["calibrated_tokens"] - row["tokens"]) < abs(row["default_tokens"] - row["tokens"]), row
+    table = StrategyTable.default(POLICY, ORM, calibration=settings.output)
+    assert all(source.startswith("calibrated on") for name, source in table.sources.items()
+               if name in ("cot", "majority", "best_of_n"))
+    assert result.table == table.format_best_by_bin()
+    assert result.table.startswith(f"policy {POLICY} (small), reward model {ORM}")
+
+
+def test_running_again_resumes_and_new_sizes_run_only_the_new_arms(server, swept):
+    settings, first, _ = swept
+    folder = settings.runs_folder
+    before = {p.name: p.read_bytes() for p in folder.glob("*.jsonl")}
+    requests = sim_stats(server)["requests"]
+    again = calibrate(settings, echo=lambda _: None)
+    assert sim_stats(server)["requests"] == requests
+    assert again.calibration.points == first.calibration.points
+
+    wider = replace(settings, sizes=(1, 2, 4, 8), output=settings.output.with_name("wider.json"),
+                    runs_dir=folder)
+    grown = calibrate(wider, echo=lambda _: None)
+    assert sim_stats(server)["requests"] > requests
+    assert {p.name: p.read_bytes() for p in folder.glob("*.jsonl") if p.name in before} == before
+    new = {p.name for p in folder.glob("*.jsonl")} - set(before)
+    assert new == {"majority@8.jsonl", "majority@8.jsonl.outcomes.jsonl", f"best_of_n@8~{ORM.split('/')[1]}.jsonl",
+                   f"best_of_n@8~{ORM.split('/')[1]}.jsonl.outcomes.jsonl"}
+    assert {(pt.strategy, pt.size) for pt in grown.calibration.points} - {
+        (pt.strategy, pt.size) for pt in first.calibration.points} == {("majority", 8), ("best_of_n", 8)}
+
+
+def test_cold_prompt_is_added_back_and_failed_runs_are_left_out():
+    def line(pid, correct, tokens, prompt, cached, status="ok"):
+        return {"problem_id": pid, "correct": correct, "status": status,
+                "cost": {"prompt_tokens": prompt, "cached_tokens": cached, "completion_tokens": tokens - prompt + cached,
+                         "tokens": tokens}}
+
+    p = {"a": 0.8, "b": 0.7, "c": 0.3}
+    cot = [line("a", True, 400, 120, 20), line("b", False, 500, 150, 30), line("c", True, 450, 130, 30)]
+    majority = [line("a", True, 1500, 600, 590), line("b", True, 1600, 700, 50), line("c", False, 0, 0, 0, "failed")]
+    measured = measure({Arm("cot", 1): cot, Arm("majority", 4): majority}, p, POLICY)
+    points = {(pt["strategy"], pt["bin"]): pt for pt in measured.points}
+    assert points[("cot", "easy")]["tokens"] == 450.0 and points[("cot", "easy")]["accuracy"] == 0.5
+    # a: its cold prompt (100 tokens uncached by cot) was cached this time; b's was 120 but only 50 were cached
+    assert points[("majority", "easy")]["tokens"] == (1500 + 100 + 1600 + 50) / 2
+    assert ("majority", "medium") not in points
+    assert measured.left_out == {"cot@1": 0, "majority@4": 1}
+    assert measured.policies[POLICY] == {"tokens_per_sample": pytest.approx((300 + 380 + 350) / 3, abs=0.06),
+                                         "prompt_tokens": pytest.approx((100 + 120 + 100) / 3, abs=0.06)}
+    with pytest.raises(InputError, match="cot arm"):
+        measure({Arm("majority", 4): majority}, p, POLICY)
+
+
+def test_an_invalid_calibration_is_never_written(tmp_path):
+    measured = measure({Arm("cot", 1): [{"problem_id": "a", "correct": True, "status": "ok",
+                                         "cost": {"prompt_tokens": 100, "cached_tokens": 0, "completion_tokens": 300,
+                                                  "tokens": 400}}]}, {"a": 0.6}, POLICY)
+    document = calibration_document(measured, {})
+    document["points"][0]["bin"] = "medium"
+    target = tmp_path / "calibration.json"
+    with pytest.raises(InputError) as caught:
+        write_calibration(document, target)
+    assert caught.value.field == "points[0].pass_at_1[0]" and caught.value.path == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_problems_need_reference_answers_and_a_down_server_is_named(server, tmp_path):
+    write_problems(tmp_path / "dev.jsonl", 2, extra=[{"problem_id": "x", "problem": "What is 1+1?"}])
+    with pytest.raises(InputError) as caught:
+        calibrate(sweep(server.url, tmp_path), echo=lambda _: None)
+    assert (caught.value.path, caught.value.line, caught.value.field) == (str(tmp_path / "dev.jsonl"), 3, "answer")
+
+    write_problems(tmp_path / "dev.jsonl", 2)
+    with SimServer(SAMPLE) as gone:
+        url = gone.url
+    with pytest.raises(PlannerError, match=f"cannot reach the policy server at {url}"):
+        calibrate(sweep(url, tmp_path), echo=lambda _: None)
+
+
+def test_cli_calibrates_then_reports_on_the_runs(server, tmp_path):
+    write_problems(tmp_path / "dev.jsonl", 8)
+    output = tmp_path / "cal.json"
+    result = CliRunner().invoke(main, ["calibrate", "--endpoint", server.url, "--input", str(tmp_path / "dev.jsonl"),
+                                       "--strategies", "cot,majority", "--sizes", "1,4", "-o", str(output), "-j", "4"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {output}" in result.output and "budget (samples)" in result.output
+    assert json.loads(output.read_text(encoding="utf-8"))["format"] == "tts-planner-calibration"
+    runs = sorted((tmp_path / "cal.runs").glob("*.jsonl"))
+    files = make_report(runs, tmp_path / "report")
+    assert png_size(files.accuracy_png)[0] >= 600
+    table = markdown_tables(files.markdown.read_text(encoding="utf-8"))[1]
+    assert {(r["run"], r["bin"]) for r in table if r["bin"] == "all"} == {("cot@1", "all"), ("majority@4", "all")}
+
+    bad = CliRunner().invoke(main, ["calibrate", "--endpoint", server.url, "--input", str(tmp_path / "dev.jsonl"),
+                                    "--strategies", "best_of_n"])
+    assert bad.exit_code == 2 and "reward model" in bad.output
