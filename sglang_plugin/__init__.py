@@ -30,6 +30,13 @@ _EXPORTS = {
     "make_scorer": "sglang_plugin.scorers",
     "extract_answer": "sglang_plugin.answers",
     "AnswerGrouper": "sglang_plugin.answers",
+    "AdaptivePlanner": "sglang_plugin.adaptive",
+    "adaptive_program": "sglang_plugin.adaptive",
+    "run_adaptive": "sglang_plugin.adaptive",
+    "RewardEvidence": "sglang_plugin.posterior",
+    "BetaPrior": "sglang_plugin.posterior",
+    "Posterior": "sglang_plugin.posterior",
+    "fit_prior_strength": "sglang_plugin.posterior",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -77,6 +77,10 @@ class SolveResult:
     errors: list[str] = field(default_factory=list)
     retries: int = 0
     trace: list[dict] = field(default_factory=list)  # per-step search decisions (kept, pruned, weights)
+    # What the planner decided (strategy, size, expected_accuracy, expected_cost; the adaptive program adds its
+    # probe, belief and stop reason) and the difficulty prediction it used; see sglang_plugin.adaptive.
+    plan: dict | None = None
+    prediction: dict | None = None
 
     def branch(self, branch_id: int) -> Branch:
         return next(b for b in self.branches if b.id == branch_id)
@@ -92,6 +96,7 @@ class SolveResult:
             "chosen": self.chosen, "cost": self.cost.to_dict(), "errors": self.errors,
             "retries": self.retries, "votes": [v.to_dict() for v in self.votes],
             "branches": [b.to_dict() for b in self.branches], "trace": self.trace,
+            "plan": self.plan, "prediction": self.prediction,
         })
 
 
