@@ -17,6 +17,7 @@ per-problem cost that differs between options, and is priced per problem exactly
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable
@@ -96,7 +97,14 @@ def _setup(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, strate
     p = check_pass_at_1(pass_at_1)
     if p.size == 0:
         raise InputError("no problems to plan", field="pass_at_1")
-    return p, _Menu(table, strategies, max_size), _prompts(prompt_tokens, p.size, table)
+    names = None if strategies is None else tuple(strategies)
+    return p, _menu(table, names, max_size), _prompts(prompt_tokens, p.size, table)
+
+
+@functools.lru_cache(maxsize=32)
+def _menu(table: StrategyTable, strategies: tuple[str, ...] | None, max_size: int) -> _Menu:
+    """Menus are pure functions of an (unchanging) table, so planning one problem at a time reuses them."""
+    return _Menu(table, strategies, max_size)
 
 
 class _Menu:
@@ -106,6 +114,11 @@ class _Menu:
         self.table = table
         self.options: Options = table.options(strategies, max_size)
         self.values = table.option_accuracy(self.options, np.linspace(0.0, 1.0, GRID + 1))
+        self.best_prefix = {}
+        for uses_prefix in (False, True):
+            cols = np.flatnonzero(self.options.reward_prefix == uses_prefix)
+            if cols.size:
+                self.best_prefix[uses_prefix] = (cols, self.values[:, cols], _running_argmax(self.values[:, cols]))
 
     def bucket(self, p: np.ndarray) -> np.ndarray:
         return np.rint(p * GRID).astype(np.intp)
@@ -255,13 +268,8 @@ def plan_each(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, bud
     bucket = menu.bucket(p)
     choice = np.full(p.size, -1, dtype=np.intp)
     best_value = np.full(p.size, -np.inf)
-    for uses_prefix in (False, True):
-        cols = np.flatnonzero(opts.reward_prefix == uses_prefix)
-        if cols.size == 0:
-            continue
+    for uses_prefix, (cols, values, first) in menu.best_prefix.items():
         # Options are sorted by cost, so the affordable ones are a prefix of `cols`.
-        values = menu.values[:, cols]
-        first = _running_argmax(values)
         limit = spare - prompt if uses_prefix else spare
         count = np.searchsorted(opts.variable_tokens[cols], limit * (1 + 1e-12), side="right")
         at = first[bucket, np.maximum(count - 1, 0)]
