@@ -540,7 +540,7 @@ def draw_accuracy(figure, runs: Sequence[Run], rows: Sequence[Summary]) -> None:
 def _panel_title(panel: str, problems: int) -> str:
     names = {"all": "all problems", "easy": "easy (predicted pass@1 >= 0.5)",
              "medium": "medium (0.1 <= predicted pass@1 < 0.5)", "hard": "hard (predicted pass@1 < 0.1)"}
-    return f"{names[panel]}, up to {problems} problems per run"
+    return f"{names[panel]}, up to {problems} problems per run" if problems else names[panel]
 
 
 def draw_calibration(figure, calib: Calibration) -> None:

@@ -18,7 +18,8 @@ Measurement choices:
   solves every problem many times, so after the first run the server's prefix cache holds its prompt; in
   production each problem is new. The cot arm runs first, while the prompts are uncached, and its uncached
   prompt tokens are added back to every later run of that problem (no more than the run found cached).
-  Reward-model prefixes are not corrected: a few hundred tokens against runs of thousands.
+  Reward-model prefixes are not corrected: a few hundred tokens against runs of thousands. A problem the
+  runner had to retry counts the tokens of both attempts, as the stack spent them.
 - `policies` records the measured tokens per cot sample and uncached prompt tokens, so strategies without
   points are priced on the same footing.
 """
