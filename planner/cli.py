@@ -254,9 +254,10 @@ from planner.report import report_command  # noqa: E402
 main.add_command(report_command, "report")
 
 
-from sglang_plugin.commands import run_command  # noqa: E402
+from sglang_plugin.commands import demo_command, run_command  # noqa: E402
 
 main.add_command(run_command, "run")
+main.add_command(demo_command, "demo")
 
 from sglang_plugin.calibrate_command import calibrate_command  # noqa: E402
 

@@ -4,7 +4,7 @@ output, run, summarise. `tts-planner run` and `tts-planner demo` are thin layers
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,7 +14,8 @@ from planner.difficulty import difficulty_bin
 from planner.errors import InputError, PlannerError
 from planner.files import sha256_of
 from planner.jsonl import DEFAULT_MAX_CHARS, SkipLog
-from planner.policies import Policy, policy, reward_model
+from planner.policies import DEFAULT_POLICY, Policy, policy, reward_model
+from sglang_plugin.adaptive import AdaptivePlanner
 from sglang_plugin.config import SolveConfig
 from sglang_plugin.endpoint import Endpoint, EndpointError, HttpClient
 from sglang_plugin.programs import NEEDS_SCORER, program_for
@@ -43,9 +44,13 @@ class RunSettings:
     input: Path
     output: Path
     outcomes: Path | None = None  # default: OUTPUT.outcomes.jsonl
-    budget: float = 4.0
+    budget: int = 4  # adaptive: average samples per problem
     strategy: str | None = None  # forced strategy (with `size`); None: the planner decides
     size: int | None = None
+    max_budget: int | None = None  # adaptive: per-problem cap (default: the planner's spread x budget)
+    target_confidence: float | None = None  # adaptive: stop a problem once its answer is this likely right
+    planner_options: dict = field(default_factory=dict)  # AdaptivePlanner keyword arguments
+    calibration: Path | None = None  # strategy-table calibration from `tts-planner calibrate`
     reward_endpoint: str | None = None
     scorer: str | None = None  # default: "orm" with a reward endpoint, else "none"
     reward_model: str | None = None
@@ -78,8 +83,14 @@ class RunSettings:
         if self.strategy in NEEDS_SCORER and self.scorer_kind == "none":
             raise InputError(f"{self.strategy} ranks branches with a reward model: give --reward-endpoint "
                              "(and --scorer)", field="scorer")
-        if not self.budget > 0:
-            raise InputError(f"must be positive, got {self.budget}", field="budget")
+        for name in ("budget", "max_budget"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InputError(f"must be a positive integer, got {value!r}", field=name)
+        if self.strategy is not None and (self.max_budget, self.target_confidence, self.planner_options,
+                                          self.calibration) != (None, None, {}, None):
+            raise InputError("--max-budget, --target-confidence, --planner-option and --calibration are for the "
+                             "planner; a forced --strategy does not use them", field="strategy")
         if self.concurrency < 1:
             raise InputError(f"must be at least 1, got {self.concurrency}", field="concurrency")
 
@@ -98,17 +109,18 @@ class RunSettings:
     def identity(self, policy_name: str, predictor: Path | None) -> dict:
         """What decides a run's results: resuming an output needs the same."""
         forced = self.strategy is not None
-        return {
-            "input_sha256": sha256_of(self.input),
-            "settings": {
-                "policy": policy_name, "field": self.field, "answer_field": self.answer_field,
-                "strategy": self.strategy or "adaptive", "size": self.size, "budget": None if forced else self.budget,
-                "scorer": self.scorer_kind, "reward_model": self.reward_model_name,
-                "reward_options": self.reward_options,
-                "predictor": None if forced or predictor is None else sha256_of(predictor),
-                "config": {k: v for k, v in self.config.to_dict().items() if k not in TRANSPORT_FIELDS},
-            },
+        settings = {
+            "policy": policy_name, "field": self.field, "answer_field": self.answer_field,
+            "strategy": self.strategy or "adaptive", "size": self.size, "scorer": self.scorer_kind,
+            "reward_model": self.reward_model_name, "reward_options": self.reward_options,
+            "config": {k: v for k, v in self.config.to_dict().items() if k not in TRANSPORT_FIELDS},
         }
+        if not forced:
+            settings.update(budget=self.budget, max_budget=self.max_budget, target_confidence=self.target_confidence,
+                            planner_options=self.planner_options,
+                            predictor=None if predictor is None else sha256_of(predictor),
+                            calibration=None if self.calibration is None else sha256_of(self.calibration))
+        return {"input_sha256": sha256_of(self.input), "settings": settings}
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -193,27 +205,47 @@ def load_predictor(settings: RunSettings, policy_name: str):
 
 
 class ForcedSolver:
-    """Every problem gets the same strategy and size; the prediction is recorded for the summary."""
+    """Every problem gets the same strategy and size. With a planner the plan carries the strategy table's
+    expected accuracy and cost for the problem's predicted pass@1."""
 
     def __init__(self, strategy: str, size: int, endpoint: Endpoint, scorer: Scorer | None, config: SolveConfig,
-                 predictions: dict[str, dict]) -> None:
+                 predictions: dict[str, dict], planner: AdaptivePlanner | None = None) -> None:
         self.strategy, self.size, self.endpoint, self.scorer, self.config = strategy, size, endpoint, scorer, config
+        self.predictions, self.planner = predictions, planner
+
+    def __call__(self, problem: RunProblem) -> Solved:
+        prediction = self.predictions.get(problem.problem_id)
+        result = solve(problem.text, self.strategy, self.size, self.endpoint, self.scorer, self.config,
+                       self.planner if prediction else None, pass_at_1=prediction and prediction["pass_at_1"])
+        return Solved(result, result.plan, prediction)
+
+
+class AdaptiveSolver:
+    """The planner decides: probe each problem, update the belief, plan the rest, stop early
+    (sglang_plugin.adaptive), spending the settings' budget per problem on average."""
+
+    def __init__(self, settings: RunSettings, endpoint: Endpoint, scorer: Scorer | None, planner: AdaptivePlanner,
+                 predictions: dict[str, dict]) -> None:
+        self.settings, self.endpoint, self.scorer, self.planner = settings, endpoint, scorer, planner
         self.predictions = predictions
 
     def __call__(self, problem: RunProblem) -> Solved:
-        result = solve(problem.text, self.strategy, self.size, self.endpoint, self.scorer, self.config)
-        return Solved(result, {"strategy": self.strategy, "size": self.size, "forced": True},
-                      self.predictions.get(problem.problem_id))
+        settings, prediction = self.settings, self.predictions[problem.problem_id]
+        result = solve(problem.text, "adaptive", settings.budget, self.endpoint, self.scorer, settings.config,
+                       self.planner, max_budget=settings.max_budget, target_confidence=settings.target_confidence,
+                       pass_at_1=prediction["pass_at_1"])
+        return Solved(result, result.plan, prediction)
 
 
 def predictions_of(predictor, path: Path | None, problems: list[RunProblem]) -> dict[str, dict]:
+    """Every problem's prediction in one batch (the planner is handed its pass@1 instead of predicting again)."""
     if predictor is None:
         return {}
-    pass_at_1 = predictor.predict([p.text for p in problems])
+    pass_at_1 = np.round(predictor.predict([p.text for p in problems]), 4)  # the bin follows the number written
     model = Path(path).name
     policy_name = (getattr(predictor, "metadata_", None) or {}).get("policy")
-    return {p.problem_id: {"pass_at_1": round(float(v), 4), "difficulty": difficulty_bin(float(v)), "model": model,
-                           "policy": policy_name} for p, v in zip(problems, np.asarray(pass_at_1))}
+    return {p.problem_id: {"pass_at_1": float(v), "difficulty": difficulty_bin(float(v)), "model": model,
+                           "policy": policy_name} for p, v in zip(problems, pass_at_1)}
 
 
 def known_policy(name: str) -> Policy | None:
@@ -234,6 +266,14 @@ def params_of(settings: RunSettings, policy_name: str) -> tuple[float | None, fl
     return policy_params, reward_params
 
 
+def make_planner(settings: RunSettings, predictor) -> AdaptivePlanner:
+    try:
+        return AdaptivePlanner(predictor=predictor, reward_model=settings.reward_model_name,
+                               calibration=settings.calibration, **settings.planner_options)
+    except TypeError as exc:
+        raise InputError(f"bad --planner-option: {exc}", field="planner_options") from None
+
+
 def run_batch(settings: RunSettings, echo: Callable[[str], object] = print) -> RunReport:
     """Run (or resume) a batch; raises PlannerError (ServerDown, TooManyFailures, bad input) or
     KeyboardInterrupt, each leaving the output whole and resumable."""
@@ -245,10 +285,14 @@ def run_batch(settings: RunSettings, echo: Callable[[str], object] = print) -> R
     endpoint, scorer = connect(settings)
     policy_name = endpoint.model_info["model_path"]
     predictor, predictor_path = load_predictor(settings, policy_name)
-    if settings.strategy is None:
-        raise InputError("the adaptive planner is not available yet: give --strategy and --size", field="strategy")
-    solver = ForcedSolver(settings.strategy, settings.size, endpoint, scorer, settings.config,
-                          predictions_of(predictor, predictor_path, problems))
+    if predictor is None and settings.strategy is None:
+        echo(f"the server's model '{policy_name}' is not a policy tts-planner knows; predicting its difficulty with "
+             f"the predictor of {DEFAULT_POLICY} (train your own with `tts-planner train`, then give --model)")
+        predictor, predictor_path = load_predictor(replace(settings, model=DEFAULT_POLICY), policy_name)
+    planner = make_planner(settings, predictor) if predictor is not None else None
+    predictions = predictions_of(predictor, predictor_path, problems)
+    solver = ForcedSolver(settings.strategy, settings.size, endpoint, scorer, settings.config, predictions, planner) \
+        if settings.strategy else AdaptiveSolver(settings, endpoint, scorer, planner, predictions)
     judge = Judge(settings.config.answer_timeout, settings.config.answer_workers)
     with RunFiles(settings.output, settings.outcomes_path, settings.identity(policy_name, predictor_path),
                   overwrite=settings.overwrite, retry_failed=settings.retry_failed) as files:

@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -57,8 +58,18 @@ def _config(path: Path | None):
 @click.option("--outcomes", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Per-sample outcome records for `tts-planner train --label correct` (default: "
                    "OUTPUT.outcomes.jsonl).")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
-              help="Average samples per problem the planner may spend.")
+@click.option("--budget", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Average samples per problem the planner may spend (one sample = one chain-of-thought solution).")
+@click.option("--max-budget", type=click.IntRange(min=1), default=None,
+              help="Most samples the planner may spend on one problem (default: twice --budget).")
+@click.option("--target-confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Stop each problem once its answer is this likely to be right (up to --max-budget) instead of "
+                   "letting the planner weigh accuracy against cost.")
+@click.option("--planner-option", "planner_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
+              help="An AdaptivePlanner setting, repeatable: probe_size, round_size, spread, settle_confidence, "
+                   "min_gain, selection, prior_strength.")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A calibration file from `tts-planner calibrate`: the planner's curves measured on your stack.")
 @click.option("--strategy", default=None, metavar="NAME",
               help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
                    "dvts, particle_filter) instead of the planner's choice; needs --size.")
@@ -108,17 +119,55 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
       tts-planner run --endpoint URL --reward-endpoint URL2 --input p.jsonl -o r.jsonl --budget 8
       tts-planner run --endpoint URL --input p.jsonl -o r.jsonl --strategy majority --size 8
     """
-    from sglang_plugin.batch import RunSettings
-
-    try:
-        settings = RunSettings(input=input_path, output=output, outcomes=outcomes, config=_config(config_path),
-                               **options)
-    except PlannerError as exc:
-        raise click.UsageError(str(exc)) from None
     again = [arg for arg in sys.argv[1:] if arg != "--overwrite"]  # resuming must not start over
-    code = execute(settings, resume_hint="tts-planner " + shlex.join(again))
+    hint = "tts-planner " + shlex.join(again)
+    try:
+        from sglang_plugin.batch import RunSettings
+
+        try:
+            settings = RunSettings(input=input_path, output=output, outcomes=outcomes, config=_config(config_path),
+                                   **options)
+        except PlannerError as exc:
+            raise click.UsageError(str(exc)) from None
+        code = execute(settings, resume_hint=hint)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {output} holds every problem finished so far, nothing partial.\n"
+                   f"resume with: {hint}", err=True)
+        code = INTERRUPTED_EXIT
     if code:
         _exit_now(code)
+
+
+@click.command("demo")
+@click.option("--problems", type=click.IntRange(1, 100), default=100, show_default=True,
+              help="How many of the shipped MATH-500 sample's 100 problems to run.")
+@click.option("--budget", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Average samples per problem, the same for both runs.")
+@click.option("--scorer", type=click.Choice(["none", "orm", "math_shepherd"]), default="none", show_default=True,
+              help="Reward model the simulated server plays: none (majority voting), an outcome RM or a step-tag PRM.")
+@click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to keep the problems, results and outcome records (default: a new temporary folder).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated server.")
+def demo_command(problems: int, budget: int, scorer: str, concurrency: int, output_dir: Path | None,
+                 seed: int) -> None:
+    """See the whole product without a GPU: a SIMULATED SGLang server starts in this process on a MATH-500
+    sample, and the same problems run adaptively and with the best uniform strategy at the same budget.
+    Takes well under a minute."""
+    try:
+        from sglang_plugin.demo import format_demo, run_demo
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Error in stream_executor", category=UserWarning)
+            result = run_demo(output_dir, problems=problems, budget=budget, scorer=scorer, concurrency=concurrency,
+                              seed=seed, echo=lambda text: click.echo(text, err=True))
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        _exit_now(INTERRUPTED_EXIT)
+    except PlannerError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        _exit_now(1)
+    click.echo(format_demo(result))
 
 
 def execute(settings, *, resume_hint: str) -> int:
@@ -130,7 +179,10 @@ def execute(settings, *, resume_hint: str) -> int:
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
+        with warnings.catch_warnings():
+            # The frontend warns a traceback per failed request; the result lines carry the errors instead.
+            warnings.filterwarnings("ignore", message="Error in stream_executor", category=UserWarning)
+            report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
     except RunInterrupted as exc:
         click.echo(f"\ninterrupted: {exc.written} of {exc.total} problems are in {settings.output} (problems in "
                    f"flight were abandoned; nothing partial was written).\nresume with: {resume_hint}", err=True)

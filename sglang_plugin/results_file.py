@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -192,6 +193,31 @@ class RunFiles:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def audit(output: str | os.PathLike, outcomes: str | os.PathLike, expected: Iterable[str]) -> list[str]:
+    """What is wrong with a finished run's files, if anything: every expected problem exactly once, no torn or
+    unreadable line, and every outcome record once and tied to a result line. Empty when all is well."""
+    wrong = []
+    data = {}
+    for path in (Path(output), Path(outcomes)):
+        raw = path.read_bytes() if path.exists() else b""
+        if raw and not raw.endswith(b"\n"):
+            wrong.append(f"{path}: ends in a torn line")
+        try:
+            data[path] = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        except ValueError as exc:
+            wrong.append(f"{path}: unreadable line ({exc})")
+            data[path] = []
+    ids = Counter(str(r.get("problem_id")) for r in data[Path(output)])
+    expected = Counter(expected)
+    wrong += [f"problem {k} appears {n} times" for k, n in ids.items() if n > 1]
+    wrong += [f"problem {k} is missing" for k in expected if k not in ids]
+    wrong += [f"problem {k} was not in the input" for k in ids if k not in expected]
+    samples = Counter((str(r.get("problem_id")), r.get("branch")) for r in data[Path(outcomes)])
+    wrong += [f"outcome record {k} appears {n} times" for k, n in samples.items() if n > 1]
+    wrong += [f"outcome record {k} has no result line" for k in samples if k[0] not in ids]
+    return wrong
 
 
 def _line(record: dict) -> bytes:

@@ -38,8 +38,30 @@ class Solved:
     """One problem's solve as the runner records it: the result with the plan that produced it."""
 
     result: SolveResult
-    plan: dict
+    plan: dict | None
     prediction: dict | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        return bool((self.plan or {}).get("adaptive"))
+
+    @property
+    def executed(self) -> str:
+        """The strategy that ran: an adaptive solve's search if it ended in one, else its sampling rule."""
+        if not self.adaptive:
+            return self.result.strategy
+        if self.plan["stop_reason"] == "searched":
+            return self.plan["rounds"][-1]["plan"]["strategy"]
+        return self.plan["probe_strategy"]
+
+    def samples(self) -> list[Branch]:
+        """The branches that are independent samples of the policy: every whole branch of a sampling strategy,
+        an adaptive solve's probe and rounds (its first plan["samples"] branches; a search after them is not)."""
+        if self.adaptive:
+            drawn = [b for b in self.result.branches if b.id < self.plan["samples"]]
+        else:
+            drawn = self.result.branches if self.result.strategy in SAMPLING_STRATEGIES else []
+        return [b for b in drawn if is_sample(b)]
 
     @property
     def failed(self) -> bool:
@@ -63,7 +85,7 @@ def result_line(problem: RunProblem, solved: Solved | None, judge: Judge, *, err
         "plan": solved.plan if solved is not None else None,
         "prediction": solved.prediction if solved is not None else None,
         "cost": cost.to_dict(),
-        "strategy": result.strategy if result is not None else None,
+        "strategy": solved.executed if solved is not None else None,
         "status": "failed" if solved is None or solved.failed else "ok",
         "errors": errors,
         "branches": len(result.branches) if result is not None else 0,
@@ -74,16 +96,16 @@ def result_line(problem: RunProblem, solved: Solved | None, judge: Judge, *, err
 
 
 def outcome_records(problem: RunProblem, solved: Solved | None, judge: Judge, policy: str) -> list[dict]:
-    """One record per independent sample of the policy (a branch of a sampling strategy that ended on its own:
-    answered, end of sequence or a cap) of a problem with a reference answer, so the records are unbiased
-    pass@1 labels. Failed branches are not samples; the branches of beam search, DVTS and the particle
-    filter were selected by a reward model, so they would overstate pass@1 and are not written."""
-    if problem.reference is None or solved is None or solved.result.strategy not in SAMPLING_STRATEGIES:
+    """One record per independent sample of the policy (see Solved.samples) of a problem with a reference
+    answer, so the records are unbiased pass@1 labels. Failed branches are not samples; the branches of beam
+    search, DVTS and the particle filter were selected by a reward model, so they would overstate pass@1 and
+    are not written. `strategy` is the sampling strategy that drew the sample."""
+    if problem.reference is None or solved is None:
         return []
-    result = solved.result
-    return [{"problem_id": problem.problem_id, "problem": problem.text, "policy": policy, "strategy": result.strategy,
+    strategy = solved.plan["probe_strategy"] if solved.adaptive else solved.result.strategy
+    return [{"problem_id": problem.problem_id, "problem": problem.text, "policy": policy, "strategy": strategy,
              "branch": branch.id, "answer": branch.answer, "correct": judge.correct(branch.answer, problem.reference)}
-            for branch in result.branches if is_sample(branch)]
+            for branch in solved.samples()]
 
 
 def is_sample(branch: Branch) -> bool:

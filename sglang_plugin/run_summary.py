@@ -45,6 +45,8 @@ class RunSummary:
     total: Tally
     by_difficulty: dict[str, Tally]
     strategies: Counter
+    stops: Counter  # adaptive lines: why each stopped
+    adaptive_samples: int  # adaptive lines: samples drawn in all
     wall_time: float  # this session
     session_problems: int
     policy_params: float | None
@@ -60,7 +62,8 @@ class RunSummary:
         return {"problems": total.problems, "failed": total.failed, "with_reference": total.with_reference,
                 "correct": total.correct, "accuracy": total.accuracy, "tokens_per_problem": total.tokens_per_problem,
                 "flops_per_problem": self.flops_per_problem(total), "cache_hit_share": total.cost.cache_hit_share,
-                "cost": total.cost.to_dict(), "strategies": dict(self.strategies), "wall_time": self.wall_time,
+                "cost": total.cost.to_dict(), "strategies": dict(self.strategies), "stops": dict(self.stops),
+                "adaptive_samples": self.adaptive_samples, "wall_time": self.wall_time,
                 "session_problems": self.session_problems}
 
 
@@ -69,16 +72,22 @@ def summarize(lines: Iterable[dict], *, wall_time: float, session_problems: int,
     total = Tally()
     by_difficulty = {name: Tally() for name in BINS}
     strategies: Counter = Counter()
+    stops: Counter = Counter()
+    samples = 0
     for line in lines:
         total.add(line)
         difficulty = (line.get("prediction") or {}).get("difficulty")
         if difficulty in by_difficulty:
             by_difficulty[difficulty].add(line)
         plan = line.get("plan") or {}
-        if line.get("strategy"):
+        if plan.get("adaptive"):
+            stops[plan.get("stop_reason")] += 1
+            samples += plan.get("samples") or 0
+            strategies[line.get("strategy")] += 1
+        elif line.get("strategy"):
             strategies[f"{line['strategy']}@{plan['size']}" if "size" in plan else line["strategy"]] += 1
-    return RunSummary(total, {k: v for k, v in by_difficulty.items() if v.problems}, strategies, wall_time,
-                      session_problems, policy_params, reward_params)
+    return RunSummary(total, {k: v for k, v in by_difficulty.items() if v.problems}, strategies, stops, samples,
+                      wall_time, session_problems, policy_params, reward_params)
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -102,6 +111,10 @@ def format_summary(summary: RunSummary) -> str:
         common = ", ".join(f"{name} x{count}" for name, count in summary.strategies.most_common(6))
         more = len(summary.strategies) - 6
         lines.append(f"strategies    {common}" + (f" and {more} more" if more > 0 else ""))
+    if summary.stops:
+        adaptive = sum(summary.stops.values())
+        reasons = ", ".join(f"{reason} x{count}" for reason, count in summary.stops.most_common())
+        lines.append(f"adaptive      {summary.adaptive_samples / adaptive:.2f} samples per problem; stopped: {reasons}")
     if summary.by_difficulty:
         lines.append("by predicted difficulty:")
         for name, tally in summary.by_difficulty.items():
