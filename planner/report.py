@@ -12,13 +12,13 @@ A file holds one or more runs ("arms"): adaptive lines form one arm, and every o
 of its strategy and size (`majority@8`), so a calibration sweep's log reports each point of its grid. A run
 is labeled by its file name, plus the arm when a file holds several. Within a run, a problem that appears
 more than once (files concatenated by hand) counts once, by its last line. An adaptive line's strategy is
-the rule that chose its answer (`plan.executed`).
+the rule that chose its answer (`plan.chosen_by`).
 
 Observed pass@1 comes from independent samples only: outcome records of the sampling strategies (each
-branch of cot, majority, best_of_n or weighted_vote is one sample from the policy), of adaptive runs that
-did not end in a tree search (their probe and rounds are plain samples), and the answers of cot runs.
-Branches of beam search, DVTS and the particle filter are selected by a reward model, so they are not
-samples of pass@1 and are left out. Without any independent sample the plot falls back to the final
+branch of cot, majority, best_of_n or weighted_vote is one sample from the policy; an adaptive run's records
+are its probe and rounds, labeled with the strategy that drew them), and the answers of cot runs. Branches
+of beam search, DVTS and the particle filter are selected by a reward model, so they are not samples of
+pass@1 and are left out. Without any independent sample the plot falls back to the final
 answers' correctness, and says so.
 
 This module does not import sglang; matplotlib is imported only to draw.
@@ -46,7 +46,6 @@ CALIBRATION_PNG = "calibration.png"
 REPORT_MD = "report.md"
 # Branches of these strategies are independent samples of the policy at the run's temperature.
 SAMPLING_STRATEGIES = frozenset({"cot", "majority", "best_of_n", "weighted_vote"})
-SEARCH_STRATEGIES = frozenset({"beam_search", "dvts", "particle_filter"})
 OUTCOMES_SUFFIX = ".outcomes.jsonl"
 STATUSES = ("ok", "failed")
 PANELS = ("all",) + BINS
@@ -60,7 +59,7 @@ class ResultLine:
     line: int
     problem_id: str
     status: str
-    strategy: str | None  # executed
+    strategy: str | None  # executed; for adaptive lines the rule that chose the answer
     size: int | None
     adaptive: bool
     budget: float | None
@@ -233,8 +232,8 @@ def parse_result_line(record: dict, path: str, line: int) -> ResultLine:
     optional = {key: None if plan.get(key) is None else _number(plan[key], fail, f"plan.{key}", low=0.0)
                 for key in ("expected_accuracy", "expected_cost", "budget")}
     adaptive = is_adaptive(plan)
-    if adaptive and isinstance(plan.get("executed"), str):
-        strategy = plan["executed"]
+    if adaptive and isinstance(plan.get("chosen_by"), str):
+        strategy = plan["chosen_by"]
     return ResultLine(line, str(problem_id), status, strategy or plan.get("strategy"), size, adaptive,
                       optional["budget"], correct, tokens, p, difficulty, optional["expected_accuracy"],
                       optional["expected_cost"])
@@ -343,7 +342,7 @@ def summarize(runs: Sequence[Run]) -> list[Summary]:
 
 
 def strategy_mix(runs: Sequence[Run]) -> list[dict]:
-    """What adaptive runs executed, per bin and strategy."""
+    """How adaptive runs chose their answers, per bin and rule."""
     rows = []
     for run in runs:
         if run.method != "adaptive":
@@ -360,14 +359,12 @@ def strategy_mix(runs: Sequence[Run]) -> list[dict]:
     return rows
 
 
-def independent_samples(runs: Sequence[Run], outcomes: dict[tuple[str, str], OutcomeTally]) -> dict[str, OutcomeTally]:
-    """Per problem, the outcome records that are independent samples: those of the sampling strategies, and
-    an adaptive run's unless it ended in a tree search (whose branches a reward model selected)."""
-    searched = {line.problem_id for run in runs if run.method == "adaptive" for line in run.lines
-                if line.strategy in SEARCH_STRATEGIES}
+def independent_samples(outcomes: dict[tuple[str, str], OutcomeTally]) -> dict[str, OutcomeTally]:
+    """Per problem, the outcome records of the sampling strategies (an adaptive run's records are its probe and
+    rounds, labeled with the sampling strategy that drew them)."""
     pooled: dict[str, OutcomeTally] = {}
     for (problem, strategy), tally in outcomes.items():
-        if strategy in SAMPLING_STRATEGIES or (strategy == "adaptive" and problem not in searched):
+        if strategy in SAMPLING_STRATEGIES:
             old = pooled.get(problem, OutcomeTally(0, 0))
             pooled[problem] = OutcomeTally(old.correct + tally.correct, old.samples + tally.samples)
     return pooled
@@ -390,7 +387,7 @@ def calibration(runs: Sequence[Run], outcomes: dict[tuple[str, str], OutcomeTall
             final[line.problem_id].append(line.correct)
             if line.strategy == "cot" and not line.adaptive and line.status == "ok":
                 cot[line.problem_id].append(line.correct)
-    samples = independent_samples(runs, outcomes)
+    samples = independent_samples(outcomes)
     tallies = {}
     for problem in predicted:
         if problem in samples:
@@ -595,7 +592,9 @@ def markdown(runs: Sequence[Run], rows: Sequence[Summary], mix: Sequence[dict], 
                     "-" if r.interval is None else f"{r.interval[0]:.3f}-{r.interval[1]:.3f}",
                     _f(r.mean_tokens, 1), _f(r.expected_accuracy, 4), _f(r.expected_cost, 1)) for r in rows))
     if mix:
-        out += ["", "## Strategies the adaptive runs executed", ""]
+        out += ["", "## How the adaptive runs chose their answers", "",
+                "Per bin, the rule that chose each answer (`plan.chosen_by`: the posterior's most probable "
+                "answer, a planned strategy's rule, or a tree search).", ""]
         out += _table(("run", "bin", "strategy", "problems", "accuracy", "mean tokens"),
                       ((m["label"], m["bin"], m["strategy"], m["problems"], _f(m["accuracy"], 4),
                         _f(m["mean_tokens"], 1)) for m in mix))

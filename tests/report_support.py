@@ -23,7 +23,8 @@ def result_line(problem_id: str, p: float, strategy: str, size: int, correct: bo
     plan = {"strategy": strategy, "size": size, "expected_accuracy": round(min(1.0, p + 0.05), 4),
             "expected_cost": float(tokens)}
     if adaptive:
-        plan.update(adaptive=True, executed=strategy, budget=budget, probe_size=2, stop_reason="planned")
+        plan.update(adaptive=True, chosen_by=strategy, budget=budget, probe_size=2,
+                    stop_reason="searched" if strategy in ("beam_search", "dvts", "particle_filter") else "planned")
     line = {"problem": f"Problem {problem_id}", "reference_answer": "7", "problem_id": problem_id,
             "answer": "7" if correct else "8", "plan": plan,
             "prediction": {"pass_at_1": p, "difficulty": difficulty_bin(p),

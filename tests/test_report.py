@@ -68,7 +68,7 @@ def test_writes_real_pngs_and_markdown_whose_numbers_match_the_inputs(runs):
     assert methods == {"adaptive": "adaptive", "majority4": "majority", "majority8": "majority"}
 
 
-def test_adaptive_strategy_mix_counts_what_was_executed(runs):
+def test_adaptive_mix_counts_the_rule_that_chose_each_answer(runs):
     folder, lines = runs
     files = make_report([folder / "adaptive.jsonl"], folder / "out")
     mix = markdown_tables(files.markdown.read_text(encoding="utf-8"))[2]
@@ -128,12 +128,13 @@ def test_a_file_with_several_arms_splits_them_and_a_retried_problem_counts_once(
     assert float(row["mean tokens"]) == pytest.approx((9 * 2000 + 123) / 10, abs=0.05)
 
 
-def test_adaptive_samples_count_unless_the_run_ended_in_a_tree_search(tmp_path):
+def test_only_samples_of_sampling_strategies_count_as_pass_at_1_observations(tmp_path):
     sampled = result_line("a", 0.3, "majority", 8, True, 4000, adaptive=True)
     searched = result_line("b", 0.3, "beam_search", 16, True, 9000, adaptive=True)
     path = write_lines(tmp_path / "adaptive.jsonl", [sampled, searched])
-    records = [{"problem_id": pid, "problem": "x", "policy": "p", "strategy": "adaptive", "branch": b, "answer": "7",
-                "correct": pid == "b" or b < 3} for pid in ("a", "b") for b in range(4)]
+    records = [{"problem_id": pid, "problem": "x", "policy": "p", "strategy": strategy, "branch": b, "answer": "7",
+                "correct": pid == "b" or b < 3} for pid, strategy in (("a", "majority"), ("b", "beam_search"))
+               for b in range(4)]
     outcomes = write_lines(tmp_path / "adaptive.jsonl.outcomes.jsonl", records)
     files = make_report([path, outcomes], tmp_path / "out")
     text = files.markdown.read_text(encoding="utf-8")

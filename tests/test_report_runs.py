@@ -1,0 +1,45 @@
+"""`tts-planner report` on what `tts-planner run` really writes: an adaptive run and a uniform majority run of
+the same 16 problems against the stand-in server, reported side by side."""
+
+import numpy as np
+import pytest
+from report_support import markdown_tables, png_size
+from runner_support import SAMPLE, lines, settings, write_problems
+
+from planner.report import SAMPLING_STRATEGIES, make_report
+from sglang_plugin.batch import run_batch
+from sglang_plugin.sim_server import SimServer
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    write_problems(folder / "problems.jsonl", 16)
+    with SimServer(SAMPLE, seed=11) as sim:
+        run_batch(settings(sim.url, folder, strategy=None, size=None, budget=4, output=folder / "adaptive.jsonl"),
+                  echo=lambda _: None)
+        run_batch(settings(sim.url, folder, output=folder / "majority4.jsonl"), echo=lambda _: None)
+    return folder
+
+
+def test_report_of_an_adaptive_and_a_uniform_run(runs, tmp_path):
+    files = make_report([runs / "adaptive.jsonl", runs / "majority4.jsonl"], tmp_path)
+    assert png_size(files.accuracy_png)[0] >= 600 and png_size(files.calibration_png)[0] >= 600
+    text = files.markdown.read_text(encoding="utf-8")
+    inputs, accuracy, mix, calibration = markdown_tables(text)
+    assert {(r["run"], r["method"]) for r in inputs} == {("adaptive", "adaptive"), ("majority4", "majority")}
+    for row in accuracy:
+        result = [x for x in lines(runs / f"{row['run']}.jsonl")
+                  if row["bin"] == "all" or x["prediction"]["difficulty"] == row["bin"]]
+        assert int(row["problems"]) == len(result)
+        assert float(row["accuracy"]) == pytest.approx(np.mean([x["correct"] for x in result]), abs=5e-5)
+        assert float(row["mean tokens"]) == pytest.approx(np.mean([x["cost"]["tokens"] for x in result]), abs=0.05)
+        assert float(row["expected accuracy"]) == pytest.approx(
+            np.mean([x["plan"]["expected_accuracy"] for x in result]), abs=5e-5)
+    adaptive = lines(runs / "adaptive.jsonl")
+    assert sum(int(r["problems"]) for r in mix) == len(adaptive)
+    assert {r["strategy"] for r in mix} == {x["plan"]["chosen_by"] for x in adaptive}
+    records = [r for name in ("adaptive", "majority4") for r in lines(runs / f"{name}.jsonl.outcomes.jsonl")]
+    assert sum(int(r["observations"]) for r in calibration) == sum(r["strategy"] in SAMPLING_STRATEGIES
+                                                                    for r in records)
+    assert sum(int(r["problems"]) for r in calibration) == 16
