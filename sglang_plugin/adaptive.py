@@ -31,13 +31,20 @@ from sglang.lang.tracer import StopTracing, TracerProgramState
 from planner.difficulty import difficulty_bin
 from planner.errors import InputError
 from planner.model_store import load_model, resolve_model_path
-from planner.policies import DEFAULT_POLICY, policy as find_policy
+from planner.policies import DEFAULT_POLICY
+from planner.policies import policy as find_policy
 from planner.predictor import DifficultyPredictor
 from planner.strategy_table import StrategyTable
 from sglang_plugin.answers import shared_grouper
 from sglang_plugin.config import SolveConfig
-from sglang_plugin.posterior import (PRIOR_STRENGTH, WRONG_ANSWER_CONCENTRATION, BetaPrior, Posterior,
-                                     RewardEvidence, update)
+from sglang_plugin.posterior import (
+    PRIOR_STRENGTH,
+    WRONG_ANSWER_CONCENTRATION,
+    BetaPrior,
+    Posterior,
+    RewardEvidence,
+    update,
+)
 from sglang_plugin.programs_base import SearchRun
 from sglang_plugin.programs_particle import particle_filter
 from sglang_plugin.programs_search import beam_search, dvts
@@ -158,7 +165,7 @@ class AdaptivePlanner:
                  reward_model: str | None = None, table: StrategyTable | None = None,
                  calibration: str | Path | None = None, reward_evidence: RewardEvidence | str | None = "auto",
                  prior_strength: float = PRIOR_STRENGTH, alpha: float = WRONG_ANSWER_CONCENTRATION,
-                 probe_size: int = 4, round_size: int = 4, spread: float = 2.0, settle_confidence: float = 0.99,
+                 probe_size: int = 2, round_size: int = 2, spread: float = 2.0, settle_confidence: float = 0.99,
                  min_gain: float = 0.02, selection: str = "posterior") -> None:
         for name, value in (("probe_size", probe_size), ("round_size", round_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -305,25 +312,14 @@ class AdaptivePlanner:
         # The table's relative costs, in the tokens the probe actually cost per sample.
         tokens_per_unit = probe_tokens / len(samples) / max(sum(table.cost.per_unit(probe_strategy)), 1e-9)
         rounds: list[dict] = []
-        first_plan: dict | None = None
         searched: Branch | None = None
         fresh = samples
         while True:
             belief = Belief(run, samples, prior, evidence, self.alpha)
             best = belief.best_group()
             confidence = belief.confidence(best)
-            plan = self.plan(belief.posterior, len(samples), cap, table, strategies,
-                             searches=target_confidence is None,
-                             min_gain=0.0 if target_confidence is not None else None)
-            reason = None
-            if confidence is not None and confidence >= stop_at:
-                reason = "confident" if target_confidence is not None else "settled"
-            elif all(b.failed for b in fresh):
-                reason = "failed"
-            elif len(samples) >= cap:
-                reason = "cap"
-            elif target_confidence is None and plan["extra"] == 0:
-                reason = "hopeless" if belief.posterior.difficulty == "hard" else "enough"
+            reason, plan = self._decide(belief.posterior, confidence, samples, fresh, cap, table, strategies,
+                                        target_confidence)
             spent = run.ledger.snapshot().tokens
             if reason is None:
                 plan["expected_cost"] = spent + plan["table_tokens"] * tokens_per_unit
@@ -335,15 +331,13 @@ class AdaptivePlanner:
             rounds.append({"samples": len(samples), "tokens": spent, "posterior": belief.posterior.to_dict(),
                            "confidence": _round(confidence), "plan": {k: _round(v) for k, v in plan.items()},
                            "decision": reason or "continue"})
-            if first_plan is None:
-                first_plan = dict(plan)
             if reason is not None:
                 break
             if plan["strategy"] in SEARCHES:
                 searched = run.search(plan["strategy"], plan["size"])
                 reason = rounds[-1]["decision"] = "searched"
                 break
-            fresh = run.sample(min(self.round_size, plan["extra"], cap - len(samples)))
+            fresh = run.sample(min(self.round_size, plan["extra"]))
             samples += fresh
 
         chosen, chosen_by = self._choose(run, belief, best, plan["strategy"], searched)
@@ -353,9 +347,10 @@ class AdaptivePlanner:
             size["search"] = plan["size"]
         result = run.finish(chosen, belief.votes(), size)
         result.prediction = prediction
+        first_plan = rounds[0]["plan"]  # the plan made on the probe's evidence
         result.plan = {
             "strategy": first_plan["strategy"], "size": first_plan["size"],
-            "expected_accuracy": round(first_plan["expected_accuracy"], 4),
+            "expected_accuracy": first_plan["expected_accuracy"],
             "expected_cost": round(first_plan["expected_cost"], 1),
             "adaptive": True, "chosen_by": chosen_by, "samples": len(samples),
             "probe_size": size["probe"], "probe_strategy": probe_strategy, "probe_tokens": probe_tokens,
@@ -365,6 +360,23 @@ class AdaptivePlanner:
             "confidence": _round(belief.confidence(group)), "stop_reason": reason, "rounds": rounds,
         }
         return result
+
+    def _decide(self, posterior: Posterior, confidence: float | None, samples: list[Branch], fresh: list[Branch],
+                cap: int, table: StrategyTable, strategies: list[str],
+                target_confidence: float | None) -> tuple[str | None, dict]:
+        """(why to stop now or None to go on, the plan for the rest)."""
+        plan = self.plan(posterior, len(samples), cap, table, strategies, searches=target_confidence is None,
+                         min_gain=0.0 if target_confidence is not None else None)
+        stop_at = self.settle_confidence if target_confidence is None else target_confidence
+        if confidence is not None and confidence >= stop_at:
+            return ("settled" if target_confidence is None else "confident"), plan
+        if all(b.failed for b in fresh):
+            return "failed", plan
+        if len(samples) >= cap:
+            return "cap", plan
+        if target_confidence is None and plan["extra"] == 0:
+            return ("hopeless" if posterior.difficulty == "hard" else "enough"), plan
+        return None, plan
 
     def _choose(self, run: AdaptiveRun, belief: Belief, best: int | None, planned: str,
                 searched: Branch | None) -> tuple[Branch | None, str]:

@@ -34,7 +34,7 @@ from statistics import NormalDist
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import betainc, betaln, gammaln
+from scipy.special import betainc, betaln
 
 from planner.difficulty import HARD_MAX, difficulty_bin
 from planner.errors import InputError
