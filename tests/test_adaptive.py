@@ -28,25 +28,20 @@ PLAN_KEYS = {"strategy", "size", "expected_accuracy", "expected_cost"}
 
 
 @pytest.fixture(scope="module")
-def policy():
-    with SimServer(BANK, seed=3, reward_auroc=0.9) as server:
-        yield server
+def servers():
+    """The policy and the reward model on separate servers, so each one's own counters check the costs."""
+    with SimServer(BANK, seed=3, reward_auroc=0.9) as policy, SimServer(BANK, seed=3, reward_auroc=0.9) as rewards:
+        yield policy, rewards
 
 
 @pytest.fixture(scope="module")
-def rewards():
-    with SimServer(BANK, seed=3, reward_auroc=0.9) as server:
-        yield server
+def endpoint(servers):
+    return Endpoint(servers[0].url, config=FAST)
 
 
 @pytest.fixture(scope="module")
-def endpoint(policy):
-    return Endpoint(policy.url, config=FAST)
-
-
-@pytest.fixture(scope="module")
-def orm(rewards):
-    return OutcomeRewardScorer(rewards.url, config=FAST)
+def orm(servers):
+    return OutcomeRewardScorer(servers[1].url, config=FAST)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +53,8 @@ def right(result, problem) -> bool:
     return result.answer is not None and shared_grouper().equivalent(result.answer, problem.answer)
 
 
-def test_settled_easy_problem_spends_only_the_probe(endpoint, orm, planner, policy, rewards):
+def test_settled_easy_problem_spends_only_the_probe(endpoint, orm, planner, servers):
+    policy, rewards = servers
     before = sim_stats(policy), sim_stats(rewards)
     # The predictor says easy and every probe answer agrees (the server always solves it).
     result = solve(EASY.text, "adaptive", 8, endpoint, orm, FAST, planner, pass_at_1=0.9)
@@ -207,9 +203,9 @@ def test_bad_settings_are_named():
             AdaptivePlanner(**{field: value})
 
 
-def test_a_planned_search_runs_once_with_the_rest(endpoint, rewards):
+def test_a_planned_search_runs_once_with_the_rest(endpoint, servers):
     """With a step-level reward model the plan may be a tree search; here the table offers only beam search."""
-    prm = StepTagScorer.math_shepherd(rewards.url, config=FAST)
+    prm = StepTagScorer.math_shepherd(servers[1].url, config=FAST)
     full = StrategyTable.default("Qwen/Qwen2.5-Math-1.5B-Instruct", "peiyi9979/math-shepherd-mistral-7b-prm")
     table = StrategyTable(full.policy, full.reward_model,
                           {"cot": full.curves["cot"], "beam_search": full.curves["beam_search"]}, full.cost)
