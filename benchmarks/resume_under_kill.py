@@ -3,10 +3,10 @@ none lost, and what was written before a kill must stay as it was.
 
 Serves MATH-500 (the default policy's measured success rates, joined with the reference solutions) from the
 stand-in server in this process, then starts `tts-planner run` on the 500 problems as a child process
-`--kills` times, each time sending SIGKILL or SIGINT (alternately) after a random delay, and finally lets it
-finish. Kill points: after a random number of new result lines plus a random fraction of a second (so problems
-are in flight), and every fourth kill at a random moment of start-up. Prints each attempt (signal, delay, exit code, lines before and after) and the final audit
-(sglang_plugin.results_file.audit), and exits non-zero if anything is wrong.
+`--kills` times, each time sending SIGKILL or SIGINT (alternately), and finally lets it finish. Kill points:
+after a random number of new result lines plus a random fraction of a second (so problems are in flight), and
+every fourth kill at a random moment of start-up. Prints each attempt (signal, kill point, exit code, lines
+before and after) and the final audit (sglang_plugin.results_file.audit); exits non-zero if anything is wrong.
 
     python benchmarks/resume_under_kill.py [--data DIR] [--problems 500] [--kills 8] [--seed 0] [--concurrency 8]
 """
@@ -100,7 +100,8 @@ def main() -> None:
             kept.append(whole_lines(output))
         wall = time.perf_counter() - started
     final = output.read_bytes()
-    failures += [f"lines written before kill {i + 1} changed" for i, prefix in enumerate(kept) if not final.startswith(prefix)]
+    failures += [f"lines written before kill {i + 1} changed" for i, prefix in enumerate(kept)
+                 if not final.startswith(prefix)]
     failures += audit(output, outcomes, [r["unique_id"] for r in problems])
     records = [json.loads(line) for line in final.splitlines()]
     samples = count(outcomes)

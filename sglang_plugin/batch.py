@@ -14,6 +14,7 @@ from planner.difficulty import difficulty_bin
 from planner.errors import InputError, PlannerError
 from planner.files import sha256_of
 from planner.jsonl import DEFAULT_MAX_CHARS, SkipLog
+from planner.model_store import load_model, resolve_model_path
 from planner.policies import DEFAULT_POLICY, Policy, policy, reward_model
 from sglang_plugin.adaptive import AdaptivePlanner
 from sglang_plugin.config import SolveConfig
@@ -34,11 +35,13 @@ USUAL_REWARD_MODEL = {"orm": "Qwen/Qwen2.5-Math-RM-72B", "math_shepherd": "peiyi
 # SolveConfig fields that change how requests are sent, not what a run computes: free to change on resume.
 TRANSPORT_FIELDS = frozenset({"connect_timeout", "read_timeout", "max_retries", "backoff_initial", "backoff_max",
                               "answer_workers"})
+# Scorer options that are credentials: never written to the run's manifest.
+SECRET_OPTIONS = frozenset({"api_key", "headers"})
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything one batch run needs; the fields marked in `identity()` must match to resume an output."""
+    """Everything one batch run needs; what `identity()` lists must match to resume an output."""
 
     endpoint: str
     input: Path
@@ -112,7 +115,8 @@ class RunSettings:
         settings = {
             "policy": policy_name, "field": self.field, "answer_field": self.answer_field,
             "strategy": self.strategy or "adaptive", "size": self.size, "scorer": self.scorer_kind,
-            "reward_model": self.reward_model_name, "reward_options": self.reward_options,
+            "reward_model": self.reward_model_name,
+            "reward_options": {k: v for k, v in self.reward_options.items() if k not in SECRET_OPTIONS},
             "config": {k: v for k, v in self.config.to_dict().items() if k not in TRANSPORT_FIELDS},
         }
         if not forced:
@@ -192,8 +196,6 @@ def health_check(endpoint: Endpoint, reward_url: str | None, config: SolveConfig
 def load_predictor(settings: RunSettings, policy_name: str):
     """The difficulty predictor (and its file): --model, else the shipped one of the server's policy, else
     none (a forced run then writes no prediction)."""
-    from planner.model_store import load_model, resolve_model_path
-
     name = settings.model
     if name is None:
         known = known_policy(policy_name)
@@ -215,8 +217,11 @@ class ForcedSolver:
 
     def __call__(self, problem: RunProblem) -> Solved:
         prediction = self.predictions.get(problem.problem_id)
-        result = solve(problem.text, self.strategy, self.size, self.endpoint, self.scorer, self.config,
-                       self.planner if prediction else None, pass_at_1=prediction and prediction["pass_at_1"])
+        if prediction is None:
+            result = solve(problem.text, self.strategy, self.size, self.endpoint, self.scorer, self.config)
+        else:
+            result = solve(problem.text, self.strategy, self.size, self.endpoint, self.scorer, self.config,
+                           self.planner, pass_at_1=prediction["pass_at_1"])
         return Solved(result, result.plan, prediction)
 
 

@@ -82,8 +82,8 @@ def format_demo(result: DemoResult) -> str:
     a, u = result.adaptive.summary.total, result.uniform.summary.total
     saved = 1 - a.tokens_per_problem / u.tokens_per_problem if u.tokens_per_problem else 0.0
     share = f"{saved:.0%} fewer tokens" if saved >= 0 else f"{-saved:.0%} more tokens"
-    out.append(f"{'difference':<20}{a.accuracy - u.accuracy:>+9.3f}{a.tokens_per_problem - u.tokens_per_problem:>+16,.0f}"
-               f"   ({share})")
+    out.append(f"{'difference':<20}{a.accuracy - u.accuracy:>+9.3f}"
+               f"{a.tokens_per_problem - u.tokens_per_problem:>+16,.0f}   ({share})")
     out += ["", f"{'by predicted difficulty':<24}{'problems':>9}{'adaptive acc':>14}{'uniform acc':>13}"
                 f"{'adaptive tok':>14}{'uniform tok':>13}"]
     for name in BINS:

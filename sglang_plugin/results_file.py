@@ -106,7 +106,8 @@ class RunFiles:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise PlannerError(f"{self.manifest}: unreadable run manifest ({exc}); start over with --overwrite") from exc
+            raise PlannerError(f"{self.manifest}: unreadable run manifest ({exc}); start over with --overwrite") \
+                from exc
         return data if isinstance(data, dict) else {}
 
     def _write_manifest(self) -> None:

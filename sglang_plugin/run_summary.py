@@ -100,8 +100,9 @@ def format_summary(summary: RunSummary) -> str:
                      "answer; failed problems count as wrong)")
     cost = total.cost
     per = max(total.problems, 1)
-    lines.append(f"tokens        {total.tokens_per_problem:,.0f} per problem (generated {cost.completion_tokens / per:,.0f}"
-                 f", uncached prompt {(cost.prompt_tokens - cost.cached_tokens) / per:,.0f}, reward model "
+    uncached = cost.prompt_tokens - cost.cached_tokens
+    lines.append(f"tokens        {total.tokens_per_problem:,.0f} per problem (generated "
+                 f"{cost.completion_tokens / per:,.0f}, uncached prompt {uncached / per:,.0f}, reward model "
                  f"{cost.reward_tokens / per:,.0f})")
     flops = summary.flops_per_problem(total)
     lines.append(f"FLOPs         {flops:.3g} per problem" if flops is not None

@@ -64,7 +64,6 @@ class _Down:
 class Session:
     """What this session did (the output may hold more, from earlier sessions)."""
 
-    to_do: int = 0
     written: int = 0
     failed: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -99,7 +98,7 @@ class BatchRunner:
         """Run what is left; returns the session, or raises ServerDown, TooManyFailures or KeyboardInterrupt
         (after which the output holds every problem finished so far, and nothing partial)."""
         todo = [p for p in problems if p.problem_id not in self.files.finished]
-        self.session = Session(to_do=len(todo))
+        self.session, self._stop, self._held = Session(), threading.Event(), []
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc="solving", unit="problem",
                    file=sys.stderr, disable=None if self.progress else True, dynamic_ncols=True)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="tts-run")

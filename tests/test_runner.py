@@ -42,8 +42,8 @@ def test_every_problem_gets_exactly_one_line_with_the_contract_fields(cli_run):
         assert set(RESULT_FIELDS) <= set(line)
         # The input record is kept; its reference answer moves to reference_answer.
         assert line["reference_answer"] == record["answer"]
-        assert {k: line[k] for k in ("unique_id", "problem", "level")} == {k: record[k] for k in ("unique_id", "problem",
-                                                                                                  "level")}
+        kept = ("unique_id", "problem", "level")
+        assert {k: line[k] for k in kept} == {k: record[k] for k in kept}
         assert line["status"] == "ok" and line["errors"] == [] and line["branches"] == 4
         plan = line["plan"]
         assert line["strategy"] == "majority" and (plan["strategy"], plan["size"], plan["adaptive"]) == ("majority", 4,
