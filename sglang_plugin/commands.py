@@ -141,8 +141,9 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
 @click.command("demo")
 @click.option("--problems", type=click.IntRange(1, 100), default=100, show_default=True,
               help="How many of the shipped MATH-500 sample's 100 problems to run.")
-@click.option("--budget", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Average samples per problem, the same for both runs.")
+@click.option("--budget", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Average samples per problem, the same for both runs (the planner probes 4 samples first, so it "
+                   "has room to move compute between problems above that).")
 @click.option("--scorer", type=click.Choice(["none", "orm", "math_shepherd"]), default="none", show_default=True,
               help="Reward model the simulated server plays: none (majority voting), an outcome RM or a step-tag PRM.")
 @click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True)

@@ -41,7 +41,7 @@ class DemoResult:
     wall_time: float
 
 
-def run_demo(folder: Path | None = None, *, problems: int = 100, budget: int = 4, scorer: str = "none",
+def run_demo(folder: Path | None = None, *, problems: int = 100, budget: int = 8, scorer: str = "none",
              concurrency: int = 8, seed: int = 0, progress: bool = True,
              echo: Callable[[str], object] = print) -> DemoResult:
     """Serve the sample from a simulated server, run adaptive and uniform at `budget` samples per problem."""
