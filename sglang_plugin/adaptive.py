@@ -30,7 +30,7 @@ from sglang.lang.tracer import StopTracing, TracerProgramState
 
 from planner.difficulty import difficulty_bin
 from planner.errors import InputError
-from planner.model_store import load_model, resolve_model_path
+from planner.model_store import load_model, resolve_model_path, shipped_model_path
 from planner.policies import DEFAULT_POLICY
 from planner.policies import policy as find_policy
 from planner.predictor import DifficultyPredictor
@@ -207,7 +207,9 @@ class AdaptivePlanner:
     def _predictor(self, policy: str) -> tuple[DifficultyPredictor, str]:
         if isinstance(self.predictor, DifficultyPredictor):
             return self.predictor, self.predictor.policy or "custom"
-        key = self.predictor or policy
+        # A policy without a shipped predictor borrows the default policy's (the prior is weak either way, and
+        # the prediction's "model" says which one was used).
+        key = self.predictor or (policy if shipped_model_path(policy).exists() else DEFAULT_POLICY)
         with self._lock:
             if key not in self._predictors:
                 self._predictors[key] = (load_model(key), resolve_model_path(key).name)
@@ -216,7 +218,7 @@ class AdaptivePlanner:
     def predict(self, problems: list[str], policy: str = DEFAULT_POLICY) -> np.ndarray:
         """Predicted pass@1 of many problems at once (pass each to solve as pass_at_1= to skip the per-problem
         prediction)."""
-        return self._predictor(find_policy(policy).name if self.policy is None else self.policy)[0].predict(problems)
+        return self._predictor(find_policy(self.policy or policy).name)[0].predict(problems)
 
     def prediction(self, problem: str, endpoint=None, pass_at_1: float | None = None) -> dict:
         """The prediction dict a result carries: pass_at_1, difficulty, policy, model, served_model."""

@@ -11,6 +11,7 @@ from programs_support import FAST, PROBLEMS, comparable, sim_stats
 from sim_http import ok
 
 from planner.errors import InputError
+from planner.model_store import shipped_model_path
 from planner.strategy_table import StrategyTable
 from sglang_plugin import AdaptivePlanner, Endpoint, OutcomeRewardScorer, StepTagScorer, run_adaptive, solve
 from sglang_plugin.adaptive import STOP_REASONS
@@ -241,3 +242,12 @@ def test_selection_by_the_planned_strategys_rule(endpoint, orm):
             key = next(v.answer for v in result.votes if b.id in v.branches)
             totals[key] = totals.get(key, 0.0) + b.score
         assert shared_grouper().equivalent(result.answer, max(totals, key=totals.get))
+
+
+def test_prediction_uses_the_policys_shipped_predictor_or_says_which_it_borrowed():
+    for name in ("Qwen/Qwen2.5-Math-1.5B-Instruct", "Qwen/Qwen2.5-7B-Instruct"):
+        prediction = AdaptivePlanner(policy=name).prediction(MEDIUM.text)
+        own = shipped_model_path(name)
+        expected = own if own.exists() else shipped_model_path("Qwen/Qwen2.5-Math-1.5B-Instruct")
+        assert prediction["policy"] == name and prediction["model"] == expected.name
+        assert 0.0 <= prediction["pass_at_1"] <= 1.0 and prediction["difficulty"] in ("easy", "medium", "hard")
