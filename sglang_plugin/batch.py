@@ -47,7 +47,7 @@ class RunSettings:
     input: Path
     output: Path
     outcomes: Path | None = None  # default: OUTPUT.outcomes.jsonl
-    budget: int = 4  # adaptive: average samples per problem
+    budget: int = 8  # adaptive: average samples per problem
     strategy: str | None = None  # forced strategy (with `size`); None: the planner decides
     size: int | None = None
     max_budget: int | None = None  # adaptive: per-problem cap (default: the planner's spread x budget)

@@ -58,8 +58,9 @@ def _config(path: Path | None):
 @click.option("--outcomes", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Per-sample outcome records for `tts-planner train --label correct` (default: "
                    "OUTPUT.outcomes.jsonl).")
-@click.option("--budget", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Average samples per problem the planner may spend (one sample = one chain-of-thought solution).")
+@click.option("--budget", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Average samples per problem the planner may spend (one sample = one chain-of-thought solution; "
+                   "it probes 4 first, and easy problems stop there).")
 @click.option("--max-budget", type=click.IntRange(min=1), default=None,
               help="Most samples the planner may spend on one problem (default: twice --budget).")
 @click.option("--target-confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
