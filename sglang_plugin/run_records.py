@@ -30,7 +30,14 @@ class Judge:
     def correct(self, answer: str | None, reference: str) -> bool:
         if answer is None:
             return False
-        return self.grouper.equivalent(answer, extract_answer(reference) or reference, self.timeout)
+        return self.grouper.equivalent(answer, reference_answer(reference), self.timeout)
+
+
+def reference_answer(reference: str) -> str:
+    """The final answer inside a reference: a \\boxed{} answer, GSM8K's "... #### 42", or the whole text."""
+    if "####" in reference:
+        return reference.rsplit("####", 1)[1].strip().replace(",", "")
+    return extract_answer(reference) or reference
 
 
 @dataclass

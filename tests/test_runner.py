@@ -12,7 +12,7 @@ from planner.errors import InputError, PlannerError
 from runner_support import RECORDS, SAMPLE, lines, run_args, settings, write_problems
 from sglang_plugin.batch import run_batch
 from sglang_plugin.results_file import RunFiles
-from sglang_plugin.run_records import RESULT_FIELDS
+from sglang_plugin.run_records import RESULT_FIELDS, Judge, reference_answer
 from sglang_plugin.sim_server import SimServer
 
 
@@ -212,3 +212,12 @@ def test_adaptive_runs_record_the_planners_plan_and_only_its_independent_samples
     mean = sum(line["plan"]["samples"] for line in results) / len(results)
     assert f"adaptive      {mean:.2f} samples per problem; stopped: " in result.stdout
     assert all(f"{reason} x{count}" in result.stdout for reason, count in stops.items())
+
+
+def test_references_are_read_as_math_sets_write_them():
+    assert reference_answer("\\frac{14}{3}") == "\\frac{14}{3}"  # MATH-500's answer field
+    assert reference_answer("so $f = \\boxed{\\frac{1}{2}}$.") == "\\frac{1}{2}"  # a whole solution
+    assert reference_answer("She pays 3 * 4 = 12.\n#### 1,212") == "1212"  # GSM8K
+    judge = Judge()
+    assert judge.correct("1212", "She pays 3 * 4 = 12.\n#### 1,212") and judge.correct("0.5", "\\boxed{\\frac12}")
+    assert not judge.correct(None, "3") and not judge.correct("4", "#### 3")
