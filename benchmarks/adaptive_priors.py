@@ -18,9 +18,9 @@ import math
 from collections import Counter
 
 import numpy as np
+from plugin_support import RATE_FIELD, data_dir
 from scipy.optimize import minimize_scalar
 
-from plugin_support import RATE_FIELD, data_dir
 from planner.jsonl import read_jsonl
 from planner.model_store import load_model
 from sglang_plugin.posterior import RewardEvidence, crp_log_probability, fit_prior_strength

@@ -31,8 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-
 from plugin_support import RATE_FIELD, SimProcess, data_dir
+
 from planner.difficulty import BINS, difficulty_bin
 from planner.jsonl import read_jsonl
 from sglang_plugin import AdaptivePlanner, Endpoint, OutcomeRewardScorer, SolveConfig, solve

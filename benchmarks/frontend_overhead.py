@@ -25,6 +25,7 @@ import time
 from urllib.parse import urlsplit
 
 from plugin_support import SimProcess, data_dir, medium_problems
+
 from sglang_plugin import Endpoint, SolveConfig, solve
 from sglang_plugin.answers import shared_grouper
 

@@ -45,7 +45,8 @@ import numpy as np
 from planner.allocation import Budget, allocate
 from planner.errors import PlannerError
 from planner.jsonl import number_of, read_jsonl
-from planner.policies import DEFAULT_POLICY, policy as find_policy
+from planner.policies import DEFAULT_POLICY
+from planner.policies import policy as find_policy
 from planner.strategy_table import MAX_SIZE, CostModel, Curve, StrategyTable
 
 BUDGETS = (1, 2, 4, 8, 16)

@@ -29,6 +29,7 @@ import time
 import urllib.request
 
 from plugin_support import SimProcess, data_dir, medium_problems
+
 from sglang_plugin import NEEDS_SCORER, STRATEGIES, Endpoint, SolveConfig, StepTagScorer, solve
 
 BAR = 0.9

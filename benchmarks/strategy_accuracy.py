@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from plugin_support import SimProcess, data_dir, medium_problems
+
 from sglang_plugin import NEEDS_SCORER, STRATEGIES, Endpoint, OutcomeRewardScorer, SolveConfig, StepTagScorer, solve
 from sglang_plugin.answers import shared_grouper
 

@@ -16,7 +16,7 @@ def difficulty_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
     hard, easy = measured < HARD_MAX, measured >= EASY_MIN
     return {
         "n": int(len(measured)),
-        "spearman": float(spearmanr(predicted, measured).statistic),
+        "spearman": _spearman(predicted, measured),
         "auroc_hard": _auroc(hard, -predicted),
         "auroc_easy": _auroc(easy, predicted),
         "bin_accuracy": float(np.mean(difficulty_bins(predicted) == difficulty_bins(measured))),
@@ -24,6 +24,13 @@ def difficulty_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
         "mean_predicted": float(predicted.mean()),
         "mean_measured": float(measured.mean()),
     }
+
+
+def _spearman(predicted: np.ndarray, measured: np.ndarray) -> float | None:
+    """None when either side is constant (the correlation is undefined, and NaN is not valid JSON)."""
+    if np.ptp(predicted) == 0 or np.ptp(measured) == 0:
+        return None
+    return float(spearmanr(predicted, measured).statistic)
 
 
 def _auroc(positive: np.ndarray, score: np.ndarray) -> float | None:

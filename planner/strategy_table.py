@@ -43,7 +43,9 @@ from scipy.special import betainc
 from planner.cost import Cost
 from planner.difficulty import BINS, EASY_MIN, HARD_MAX, difficulty_bin, difficulty_bins
 from planner.errors import InputError
-from planner.policies import Policy, RewardModel, policy as find_policy, reward_model as find_reward_model
+from planner.policies import Policy, RewardModel
+from planner.policies import policy as find_policy
+from planner.policies import reward_model as find_reward_model
 
 STRATEGIES = ("cot", "majority", "best_of_n", "weighted_vote", "beam_search", "dvts", "particle_filter")
 REWARD_STRATEGIES = frozenset({"best_of_n", "weighted_vote", "beam_search", "dvts", "particle_filter"})

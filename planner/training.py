@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.errors import InputError
+from planner.errors import InputError, PlannerError
 from planner.files import sha256_of
 from planner.jsonl import DEFAULT_MAX_CHARS, SkipLog
 from planner.labels import load_labels
@@ -27,6 +27,8 @@ def train_from_file(data_path: Path, label_field: str, output: Path, *, total_fi
     known_policy = policy(policy_name).name if policy_name else None
     data = load_labels(data_path, label_field, text_field=text_field, total_field=total_field,
                        group_field=group_field, skip=skip, max_chars=max_chars)
+    if known_policy is None:
+        known_policy = _policy_of_records(data.records, echo)
     if len(data) < MIN_PROBLEMS:
         raise InputError(f"only {len(data)} distinct problems with labels; training needs at least "
                          f"{MIN_PROBLEMS}", path=str(data_path), field=label_field)
@@ -54,3 +56,16 @@ def train_from_file(data_path: Path, label_field: str, output: Path, *, total_fi
     model.save(output)
     echo(f"wrote {output}")
     return model.metadata_
+
+
+def _policy_of_records(records: list[dict], echo: Callable[[str], object]) -> str | None:
+    """The policy named by outcome records (`tts-planner run` writes it), when they all name one known policy."""
+    named = {r["policy"] for r in records if isinstance(r.get("policy"), str)}
+    if len(named) != 1:
+        return None
+    try:
+        found = policy(named.pop()).name
+    except PlannerError:
+        return None
+    echo(f"policy {found} (from the records' 'policy' field)")
+    return found

@@ -31,13 +31,20 @@ from sglang.lang.tracer import StopTracing, TracerProgramState
 from planner.difficulty import difficulty_bin
 from planner.errors import InputError
 from planner.model_store import load_model, resolve_model_path, shipped_model_path
-from planner.policies import DEFAULT_POLICY, policy as find_policy
+from planner.policies import DEFAULT_POLICY
+from planner.policies import policy as find_policy
 from planner.predictor import DifficultyPredictor
 from planner.strategy_table import StrategyTable
 from sglang_plugin.answers import shared_grouper
 from sglang_plugin.config import SolveConfig
-from sglang_plugin.posterior import (PRIOR_STRENGTH, WRONG_ANSWER_CONCENTRATION, BetaPrior, Posterior,
-                                     RewardEvidence, update)
+from sglang_plugin.posterior import (
+    PRIOR_STRENGTH,
+    WRONG_ANSWER_CONCENTRATION,
+    BetaPrior,
+    Posterior,
+    RewardEvidence,
+    update,
+)
 from sglang_plugin.programs_base import SearchRun
 from sglang_plugin.programs_particle import particle_filter
 from sglang_plugin.programs_search import beam_search, dvts

@@ -40,12 +40,29 @@ from planner.difficulty import BINS, difficulty_bin
 from planner.errors import InputError, PlannerError
 from planner.files import atomic_path, sha256_of
 from planner.jsonl import SkipLog
-from planner.policies import policy as find_policy, reward_model as find_reward_model
-from planner.strategy_table import (CALIBRATION_FORMAT, CALIBRATION_VERSION, KIND_STRATEGIES, REWARD_STRATEGIES,
-                                    STRATEGIES, STRATEGY_SIZES, Calibration, StrategyTable, load_calibration,
-                                    parse_calibration)
-from sglang_plugin.batch import (ForcedSolver, RunInterrupted, RunSettings, connect, health_check, load_predictor,
-                                 predictions_of)
+from planner.policies import policy as find_policy
+from planner.policies import reward_model as find_reward_model
+from planner.strategy_table import (
+    CALIBRATION_FORMAT,
+    CALIBRATION_VERSION,
+    KIND_STRATEGIES,
+    REWARD_STRATEGIES,
+    STRATEGIES,
+    STRATEGY_SIZES,
+    Calibration,
+    StrategyTable,
+    load_calibration,
+    parse_calibration,
+)
+from sglang_plugin.batch import (
+    ForcedSolver,
+    RunInterrupted,
+    RunSettings,
+    connect,
+    health_check,
+    load_predictor,
+    predictions_of,
+)
 from sglang_plugin.results_file import RunFiles
 from sglang_plugin.run_input import RunProblem, read_run_problems
 from sglang_plugin.run_records import Judge

@@ -4,16 +4,13 @@ sweep when it runs."""
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
 from planner.errors import PlannerError
-from planner.jsonl import DEFAULT_MAX_CHARS
-from sglang_plugin.commands import INTERRUPTED_EXIT, _config, _exit_now, _interrupt, _key_value
+from sglang_plugin.command_options import exit_now, guarded, shared_run_options, solve_config
 
 
 def _integers(ctx, param, value: str) -> tuple[int, ...]:
@@ -31,7 +28,7 @@ def _names(ctx, param, value: str | None) -> tuple[str, ...] | None:
 
 
 @click.command("calibrate")
-@click.option("--endpoint", required=True, metavar="URL", help="The policy's SGLang server or gateway.")
+@shared_run_options
 @click.option("--input", "input_path", required=True, metavar="DEV.jsonl",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Labeled dev problems: 'problem' text, a reference 'answer', an optional id.")
@@ -46,32 +43,6 @@ def _names(ctx, param, value: str | None) -> tuple[str, ...] | None:
               help="Sizes N to measure; each strategy runs at the ones the planner offers for it.")
 @click.option("--policy", default=None, metavar="NAME",
               help="The policy served (default: the server's model name, if the planner knows it).")
-@click.option("--reward-endpoint", default=None, metavar="URL", help="The reward model's server.")
-@click.option("--scorer", default=None, metavar="KIND",
-              help="How to read rewards, as for `tts-planner run` (default: orm with --reward-endpoint).")
-@click.option("--reward-option", "reward_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
-              help="A scorer option (VALUE is JSON or text), repeatable.")
-@click.option("--reward-model", default=None, metavar="NAME",
-              help="The reward model served, as the planner names it (default: the usual one of --scorer).")
-@click.option("--model", default=None, metavar="NAME|PATH",
-              help="Difficulty predictor that bins the problems (default: the shipped one of the policy); use "
-                   "the one you plan with.")
-@click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Problems solved at once (arms run one after another).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="JSON object of SolveConfig fields; use the settings you serve with.")
-@click.option("--field", default=None, metavar="NAME", help="Field holding the problem text.")
-@click.option("--answer-field", default="answer", show_default=True, metavar="NAME",
-              help="Field holding the reference answer.")
-@click.option("--skip-bad", is_flag=True, help="Skip bad input lines instead of stopping at the first.")
-@click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
-              help="Longest problem text accepted, in characters.")
-@click.option("--overwrite", is_flag=True, help="Discard the arms' earlier results and measure again.")
-@click.option("--retry-failed", is_flag=True, help="Run problems whose runs failed again.")
-@click.option("--max-failures-in-a-row", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Stop when this many problems fail in a row although the servers answer.")
-@click.option("--api-key", envvar="TTS_PLANNER_API_KEY", default=None,
-              help="Bearer token for the policy server (env TTS_PLANNER_API_KEY).")
 def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, strategies: tuple[str, ...] | None,
                       sizes: tuple[int, ...], policy: str | None, config_path: Path | None, **options) -> None:
     """Measure strategies x sizes on a labeled dev set against your servers and write the calibration file
@@ -91,40 +62,26 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
     from sglang_plugin.calibrate import CalibrateSettings
 
     try:
-        run = RunSettings(endpoint=options.pop("endpoint"), input=input_path, output=output, config=_config(config_path),
-                          **options)
+        run = RunSettings(endpoint=options.pop("endpoint"), input=input_path, output=output,
+                          config=solve_config(config_path), **options)
         settings = CalibrateSettings(run, output, strategies, sizes, policy, runs_dir)
         settings.arms()
     except PlannerError as exc:
         raise click.UsageError(str(exc)) from None
     code = _execute(settings, resume_hint="tts-planner " + shlex.join(sys.argv[1:]))
     if code:
-        _exit_now(code)
+        exit_now(code)
 
 
 def _execute(settings, *, resume_hint: str) -> int:
-    from sglang_plugin.batch import RunInterrupted
     from sglang_plugin.calibrate import calibrate, format_fit
-    from sglang_plugin.runner import ServerDown, TooManyFailures
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with warnings.catch_warnings():
-            # The frontend warns a traceback per failed request; the run files carry the errors instead.
-            warnings.filterwarnings("ignore", message="Error in stream_executor", category=UserWarning)
-            result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
-    except RunInterrupted as exc:
-        click.echo(f"\ninterrupted: {exc.written} of {exc.total} problems of this arm are in {settings.runs_folder}; "
-                   f"nothing partial was written.\nresume with: {resume_hint}", err=True)
-        return INTERRUPTED_EXIT
-    except (ServerDown, TooManyFailures) as exc:
-        click.echo(f"Error: {exc}\nresume with: {resume_hint}", err=True)
-        return 1
-    except PlannerError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    code, result = guarded(lambda: calibrate(settings, echo=lambda text: click.echo(text, err=True)),
+                           resume_hint=resume_hint,
+                           interrupted=lambda exc: f"{exc.written} of {exc.total} problems of this arm are in "
+                                                   f"{settings.runs_folder}")
+    if result is None:
+        return code
     if result.skipped:
         click.echo(result.skipped.summary(), err=True)
     left_out = {name: n for name, n in result.measured.left_out.items() if n}

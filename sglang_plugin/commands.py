@@ -3,10 +3,7 @@ commands import the runner when they run."""
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -14,41 +11,18 @@ from pathlib import Path
 import click
 
 from planner.errors import PlannerError
-from planner.jsonl import DEFAULT_MAX_CHARS
-
-INTERRUPTED_EXIT = 130  # the shell's code for a job ended by SIGINT
-
-
-def _key_value(ctx, param, values: tuple[str, ...]) -> dict:
-    options = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
-        try:
-            options[key] = json.loads(raw)
-        except ValueError:
-            options[key] = raw
-    return options
-
-
-def _config(path: Path | None):
-    from sglang_plugin.config import SolveConfig
-
-    if path is None:
-        return SolveConfig()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise click.BadParameter(f"{path}: {exc}", param_hint="--config") from None
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{path}: expected a JSON object of SolveConfig fields", param_hint="--config")
-    return SolveConfig().with_(**data)
+from sglang_plugin.command_options import (
+    INTERRUPTED_EXIT,
+    exit_now,
+    guarded,
+    key_value,
+    shared_run_options,
+    solve_config,
+)
 
 
 @click.command("run")
-@click.option("--endpoint", required=True, metavar="URL",
-              help="The policy's SGLang server or gateway, e.g. http://127.0.0.1:30000.")
+@shared_run_options
 @click.option("--input", "input_path", required=True, metavar="PROBLEMS.jsonl",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="One problem per line: 'problem' (or 'question') text, an optional id (problem_id, id, "
@@ -66,7 +40,7 @@ def _config(path: Path | None):
 @click.option("--target-confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Stop each problem once its answer is this likely to be right (up to --max-budget) instead of "
                    "letting the planner weigh accuracy against cost.")
-@click.option("--planner-option", "planner_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
+@click.option("--planner-option", "planner_options", multiple=True, metavar="KEY=VALUE", callback=key_value,
               help="An AdaptivePlanner setting, repeatable: probe_size, round_size, spread, settle_confidence, "
                    "min_gain, selection, prior_strength.")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -75,40 +49,8 @@ def _config(path: Path | None):
               help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
                    "dvts, particle_filter) instead of the planner's choice; needs --size.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
-@click.option("--reward-endpoint", default=None, metavar="URL", help="The reward model's server.")
-@click.option("--scorer", default=None, metavar="KIND",
-              help="How to read rewards: orm (SGLang /classify, the default with --reward-endpoint), math_shepherd "
-                   "or rlhflow (step-tag PRMs on an SGLang server), step_tag (give the token ids with "
-                   "--reward-option), vllm_qwen_prm (Qwen2.5-Math-PRM-7B on vLLM), http (any HTTP reward server, "
-                   "see --reward-option), self_certainty (no reward model), none.")
-@click.option("--reward-option", "reward_options", multiple=True, metavar="KEY=VALUE", callback=_key_value,
-              help="A scorer option (VALUE is JSON or text), repeatable: e.g. for http request='{\"input\": "
-                   "\"{texts}\"}' and scores_path=data[*].score.")
-@click.option("--reward-model", default=None, metavar="NAME",
-              help="The reward model served (for FLOPs and the planner; default: the usual one of --scorer).")
-@click.option("--model", default=None, metavar="NAME|PATH",
-              help="Difficulty predictor: a policy name or a model file from `tts-planner train` (default: the "
-                   "shipped predictor of the server's policy).")
 @click.option("--policy-params", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Parameters of the policy, for FLOPs when its name is not known (e.g. 7e9).")
-@click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Problems solved at once.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="JSON object of SolveConfig fields (prompt, step and token caps, temperature, HTTP timeouts).")
-@click.option("--field", default=None, metavar="NAME",
-              help="Field holding the problem text (default: 'problem', else 'question').")
-@click.option("--answer-field", default="answer", show_default=True, metavar="NAME",
-              help="Field holding the reference answer.")
-@click.option("--skip-bad", is_flag=True,
-              help="Skip bad input lines (reported and counted on stderr) instead of stopping at the first.")
-@click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
-              help="Longest problem text accepted, in characters.")
-@click.option("--overwrite", is_flag=True, help="Discard an existing OUTPUT (and its outcomes) and start over.")
-@click.option("--retry-failed", is_flag=True, help="When resuming, run the problems written as failed again.")
-@click.option("--max-failures-in-a-row", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Stop the run when this many problems fail in a row although the servers answer.")
-@click.option("--api-key", envvar="TTS_PLANNER_API_KEY", default=None,
-              help="Bearer token for the policy server (env TTS_PLANNER_API_KEY).")
 def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
     """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
     (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
@@ -126,8 +68,8 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
         from sglang_plugin.batch import RunSettings
 
         try:
-            settings = RunSettings(input=input_path, output=output, outcomes=outcomes, config=_config(config_path),
-                                   **options)
+            settings = RunSettings(input=input_path, output=output, outcomes=outcomes,
+                                   config=solve_config(config_path), **options)
         except PlannerError as exc:
             raise click.UsageError(str(exc)) from None
         code = execute(settings, resume_hint=hint)
@@ -136,7 +78,7 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
                    f"resume with: {hint}", err=True)
         code = INTERRUPTED_EXIT
     if code:
-        _exit_now(code)
+        exit_now(code)
 
 
 @click.command("demo")
@@ -165,52 +107,26 @@ def demo_command(problems: int, budget: int, scorer: str, concurrency: int, outp
                               seed=seed, echo=lambda text: click.echo(text, err=True))
     except KeyboardInterrupt:
         click.echo("\ninterrupted", err=True)
-        _exit_now(INTERRUPTED_EXIT)
+        exit_now(INTERRUPTED_EXIT)
     except PlannerError as exc:
         click.echo(f"Error: {exc}", err=True)
-        _exit_now(1)
+        exit_now(1)
     click.echo(format_demo(result))
 
 
 def execute(settings, *, resume_hint: str) -> int:
-    """Run with the summary on stdout and messages on stderr; returns the exit code. SIGTERM stops the run
-    like Ctrl-C."""
-    from sglang_plugin.batch import RunInterrupted, run_batch
+    """Run with the summary on stdout and messages on stderr; returns the exit code."""
+    from sglang_plugin.batch import run_batch
     from sglang_plugin.run_summary import format_summary
-    from sglang_plugin.runner import ServerDown, TooManyFailures
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with warnings.catch_warnings():
-            # The frontend warns a traceback per failed request; the result lines carry the errors instead.
-            warnings.filterwarnings("ignore", message="Error in stream_executor", category=UserWarning)
-            report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
-    except RunInterrupted as exc:
-        click.echo(f"\ninterrupted: {exc.written} of {exc.total} problems are in {settings.output} (problems in "
-                   f"flight were abandoned; nothing partial was written).\nresume with: {resume_hint}", err=True)
-        return INTERRUPTED_EXIT
-    except (ServerDown, TooManyFailures) as exc:
-        click.echo(f"Error: {exc}\nresume with: {resume_hint}", err=True)
-        return 1
-    except PlannerError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    code, report = guarded(lambda: run_batch(settings, echo=lambda text: click.echo(text, err=True)),
+                           resume_hint=resume_hint,
+                           interrupted=lambda exc: f"{exc.written} of {exc.total} problems are in {settings.output} "
+                                                   "(problems in flight were abandoned)")
+    if report is None:
+        return code
     if report.skipped:
         click.echo(report.skipped.summary(), err=True)
     click.echo(format_summary(report.summary))
     click.echo(f"results: {settings.output}\noutcome records: {settings.outcomes_path}", err=True)
     return 0
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _exit_now(code: int) -> None:
-    """Exit without waiting for abandoned solves: their threads would otherwise keep the process alive until
-    their requests end. Every result line is already written and synced."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

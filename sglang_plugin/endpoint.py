@@ -26,12 +26,11 @@ import weakref
 from dataclasses import dataclass, field, replace
 
 import urllib3
-from urllib3.exceptions import HTTPError as TransportError
-
 from sglang.global_config import global_config
 from sglang.lang.backend.base_backend import BaseBackend
 from sglang.lang.backend.runtime_endpoint import RuntimeEndpoint
 from sglang.lang.chat_template import get_chat_template, get_chat_template_by_model_path
+from urllib3.exceptions import HTTPError as TransportError
 
 from planner.cost import Cost
 from planner.errors import PlannerError

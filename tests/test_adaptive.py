@@ -7,12 +7,12 @@ import json
 
 import pytest
 import sglang as sgl
+from programs_support import FAST, PROBLEMS, comparable, sim_stats
+from sim_http import ok
 
 from planner.errors import InputError
 from planner.model_store import shipped_model_path
 from planner.strategy_table import StrategyTable
-from programs_support import FAST, PROBLEMS, comparable, sim_stats
-from sim_http import ok
 from sglang_plugin import AdaptivePlanner, Endpoint, OutcomeRewardScorer, StepTagScorer, run_adaptive, solve
 from sglang_plugin.adaptive import STOP_REASONS
 from sglang_plugin.answers import shared_grouper

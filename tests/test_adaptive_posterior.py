@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from planner.errors import InputError
-from sglang_plugin.posterior import (LOG_RATIO_CLIP, PRIOR_STRENGTH, BetaPrior, RewardEvidence, crp_log_probability,
-                                     fit_prior_strength, update)
+from sglang_plugin.posterior import (
+    LOG_RATIO_CLIP,
+    PRIOR_STRENGTH,
+    BetaPrior,
+    RewardEvidence,
+    crp_log_probability,
+    fit_prior_strength,
+    update,
+)
 
 
 def test_without_samples_the_belief_is_the_prior():

@@ -19,8 +19,16 @@ from planner.errors import InputError, PlannerError
 from planner.report import make_report
 from planner.strategy_table import StrategyTable, load_calibration
 from sglang_plugin.batch import RunSettings
-from sglang_plugin.calibrate import (Arm, CalibrateSettings, calibrate, calibration_document, measure, sweep_arms,
-                                     weighted_error, write_calibration)
+from sglang_plugin.calibrate import (
+    Arm,
+    CalibrateSettings,
+    calibrate,
+    calibration_document,
+    measure,
+    sweep_arms,
+    weighted_error,
+    write_calibration,
+)
 from sglang_plugin.config import SolveConfig
 from sglang_plugin.sim_server import SimServer
 

@@ -7,9 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
-
 from conftest import DATA
+from scipy.stats import spearmanr
 
 CLI = [sys.executable, "-m", "planner.cli"]
 
@@ -112,11 +111,13 @@ def test_train_on_outcome_records_then_predict_with_the_new_model(tmp_path, trai
         for i, record in enumerate(train_sample[:150]):
             for sample in range(4):
                 handle.write(json.dumps({"problem_id": f"p{i}", "problem": record["problem"], "branch": sample,
+                                         "policy": "Qwen/Qwen2.5-Math-1.5B-Instruct",
                                          "correct": bool(rng.random() < record["pass_rate"])}) + "\n")
     model = tmp_path / "mine.npz"
-    result = run("train", outcomes, "--label", "correct", "--output", model, "--policy", "Qwen2.5-Math-1.5B-Instruct")
+    result = run("train", outcomes, "--label", "correct", "--output", model)
     report = json.loads(result.stdout)
-    assert report["policy"] == "Qwen/Qwen2.5-Math-1.5B-Instruct"
+    assert report["policy"] == "Qwen/Qwen2.5-Math-1.5B-Instruct"  # read from the records
+    assert "from the records' 'policy' field" in result.stderr
     assert report["training_data"]["problems"] == 150 and report["training_data"]["lines"] == 600
     assert report["held_out_metrics"]["holdout"]["n"] == 30
     assert "held-out: n=30" in result.stderr

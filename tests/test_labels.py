@@ -62,3 +62,4 @@ def test_k_above_n_is_rejected(tmp_path):
 def test_no_usable_lines_is_an_error(tmp_path):
     with pytest.raises(InputError, match="no usable labeled lines"):
         load_labels(_jsonl(tmp_path, []), "sr")
+

@@ -7,11 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import sglang as sgl
+from programs_support import FAST, PROBLEMS, comparable, sim_stats
 
 from planner.errors import InputError
-from programs_support import FAST, PROBLEMS, comparable, sim_stats
-from sglang_plugin import (STRATEGIES, Endpoint, OutcomeRewardScorer, SolveConfig, StepTagScorer, run_strategy,
-                           solve)
+from sglang_plugin import STRATEGIES, Endpoint, OutcomeRewardScorer, SolveConfig, StepTagScorer, run_strategy, solve
 from sglang_plugin.answers import extract_answer, shared_grouper
 from sglang_plugin.programs_particle import effective_sample_size, particle_weights, resample
 from sglang_plugin.result import FINISH_REASONS

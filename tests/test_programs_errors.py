@@ -6,8 +6,8 @@ import socket
 import time
 
 import pytest
-
 from programs_support import FAST, PROBLEMS, comparable, sim_stats
+
 from sglang_plugin import Endpoint, EndpointError, OutcomeRewardScorer, StepTagScorer, solve
 from sglang_plugin.endpoint import HttpClient
 from sglang_plugin.sim_server import SimServer

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from report_support import (markdown_tables, png_size, problems, result_line, uniform_run, write_lines)
+from report_support import markdown_tables, png_size, problems, result_line, uniform_run, write_lines
 
 from planner.cli import main
 from planner.difficulty import difficulty_bin

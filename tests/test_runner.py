@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 from click.testing import CliRunner
+from runner_support import RECORDS, SAMPLE, lines, run_args, settings, write_problems
 
 from planner.cli import main
 from planner.errors import InputError, PlannerError
-from runner_support import RECORDS, SAMPLE, lines, run_args, settings, write_problems
 from sglang_plugin.batch import run_batch
 from sglang_plugin.results_file import RunFiles
 from sglang_plugin.run_records import RESULT_FIELDS, Judge, reference_answer

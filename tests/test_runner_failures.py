@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
+from runner_support import SAMPLE, cli, lines, run_args, settings, write_problems
 
 from planner.errors import InputError
-from runner_support import SAMPLE, cli, lines, run_args, settings, write_problems
 from sglang_plugin.batch import run_batch
 from sglang_plugin.runner import ServerDown, TooManyFailures
 from sglang_plugin.sim_server import SimServer

@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
+from runner_support import SAMPLE, lines, settings, write_problems
 
 from planner.cli import main
 from planner.predictor import DifficultyPredictor
-from runner_support import SAMPLE, lines, settings, write_problems
 from sglang_plugin.batch import run_batch
 from sglang_plugin.sim_server import SimServer
 

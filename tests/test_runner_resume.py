@@ -8,6 +8,7 @@ import sys
 import time
 
 from runner_support import ROOT, SAMPLE, lines, run_args, write_problems
+
 from sglang_plugin.results_file import audit
 from sglang_plugin.sim_server import SimServer
 

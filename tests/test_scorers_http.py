@@ -13,8 +13,7 @@ import pytest
 from planner.errors import InputError
 from sglang_plugin.config import SolveConfig
 from sglang_plugin.endpoint import CostLedger, EndpointError
-from sglang_plugin.scorers import (HttpRewardScorer, SelfCertaintyScorer, StepTagScorer, json_path,
-                                   make_scorer, render)
+from sglang_plugin.scorers import HttpRewardScorer, SelfCertaintyScorer, StepTagScorer, json_path, make_scorer, render
 
 FAST = SolveConfig(max_retries=2, backoff_initial=0.01, backoff_max=0.02, read_timeout=5)
 

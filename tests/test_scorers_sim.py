@@ -4,8 +4,8 @@ top logprobs. Candidates are built from the server's own reference and wrong ste
 label is known and the scores can be checked for discrimination, not just shape."""
 
 import pytest
-
 from programs_support import FAST, PROBLEMS, sim_stats
+
 from sglang_plugin import Endpoint, OutcomeRewardScorer, SelfCertaintyScorer, StepTagScorer, solve
 from sglang_plugin.answers import shared_grouper
 from sglang_plugin.endpoint import CostLedger

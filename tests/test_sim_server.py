@@ -7,9 +7,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sim_http import RATE_FIELD, RATES, SOLUTIONS, call, ok, prompt, sample_records
 
 from sglang_plugin.sim_server import SimServer
-from sim_http import RATE_FIELD, RATES, SOLUTIONS, call, ok, prompt, sample_records
 
 EOS = 0xC002  # "<|im_end|>"
 

@@ -7,9 +7,9 @@ import threading
 import urllib.error
 
 import pytest
+from sim_http import call, ok
 
 from sglang_plugin.sim_server import SimServer
-from sim_http import call, ok
 
 PAYLOADS = [{"text": f"Unknown problem number {i}: add {i} and {i + 1}.", "sampling_params": {"max_new_tokens": 8}}
             for i in range(40)]

@@ -4,12 +4,12 @@ with the configured AUROC, and policy confidence. Statistical checks use fixed s
 
 import pytest
 from math_verify import parse, verify
+from sim_http import RATE_FIELD, RATES, SOLUTIONS, ok, prompt, sample_records
 from sklearn.metrics import roc_auc_score
 
 from planner.errors import InputError
 from sglang_plugin.sim_problems import Problem, ProblemBank, last_boxed
 from sglang_plugin.sim_server import SimServer
-from sim_http import RATE_FIELD, RATES, SOLUTIONS, ok, prompt, sample_records
 
 RECORDS = sample_records()
 # (record, rate): multi-step reference solutions given chosen success rates

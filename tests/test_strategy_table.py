@@ -11,8 +11,15 @@ import pytest
 
 from planner.errors import InputError
 from planner.policies import Policy
-from planner.strategy_table import (DEFAULT_CURVES, STRATEGIES, STRATEGY_SIZES, CostModel, Curve,
-                                    StrategyTable, load_calibration)
+from planner.strategy_table import (
+    DEFAULT_CURVES,
+    STRATEGIES,
+    STRATEGY_SIZES,
+    CostModel,
+    Curve,
+    StrategyTable,
+    load_calibration,
+)
 
 SMALL = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 MEDIUM = "Qwen/Qwen2.5-Math-7B-Instruct"
