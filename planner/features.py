@@ -71,32 +71,35 @@ class HashedBlock:
         return len(self.starts)
 
     def sums(self, weights: np.ndarray) -> np.ndarray:
-        """Per document, the sum of `weights[bucket]` over its occurrences (weights sized n_buckets + 1)."""
-        total = np.zeros(self.n_docs)
+        """Per document, the sum of `weights[bucket]` over its occurrences. `weights` has n_buckets + 1 rows
+        (one vector, or one column per weight vector: all are summed in one pass over the occurrences)."""
+        total = np.zeros((self.n_docs, *weights.shape[1:]))
         if self.n_docs == 0:
             return total
         empty = np.diff(self.starts, append=len(self.levels[0])) == 0
         for buckets in self.levels:
-            total += np.add.reduceat(weights[buckets], self.starts)
+            total += np.add.reduceat(weights[buckets], self.starts, axis=0)
         total[empty] = 0.0
         return total
 
-    def counts(self, column_of_bucket: np.ndarray | None = None, n_columns: int | None = None) -> sparse.csr_matrix:
-        """Document x column occurrence counts; columns are buckets unless `column_of_bucket` (sized
-        n_buckets + 1, -1 for buckets to leave out) maps them to `n_columns` columns."""
-        if column_of_bucket is None:
-            column_of_bucket = padded(np.arange(self.n_buckets))
-            column_of_bucket[-1] = -1
-            n_columns = self.n_buckets
+    def occurrences(self, column_of_bucket: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(document, column) of every occurrence whose bucket `column_of_bucket` (sized n_buckets + 1)
+        maps to a column >= 0."""
         docs, columns = [], []
         for level in self.levels:
             column = column_of_bucket[level]
             positions = np.flatnonzero(column >= 0)
             docs.append(np.searchsorted(self.starts, positions, side="right") - 1)
             columns.append(column[positions])
-        docs, columns = np.concatenate(docs), np.concatenate(columns)
+        return np.concatenate(docs), np.concatenate(columns)
+
+    def counts(self) -> sparse.csr_matrix:
+        """Document x bucket occurrence counts."""
+        every_bucket = padded(np.arange(self.n_buckets))
+        every_bucket[-1] = -1
+        docs, buckets = self.occurrences(every_bucket)
         ones = np.ones(len(docs), dtype=np.float32)
-        return sparse.csr_matrix((ones, (docs, columns)), shape=(self.n_docs, n_columns))
+        return sparse.csr_matrix((ones, (docs, buckets)), shape=(self.n_docs, self.n_buckets))
 
 
 @dataclass
@@ -109,8 +112,8 @@ class Batch:
 
 
 def padded(weights: np.ndarray) -> np.ndarray:
-    """`weights` with the reserved bucket appended, mapped to zero."""
-    return np.append(weights, np.zeros(1, dtype=weights.dtype))
+    """`weights` (buckets along the first axis) with the reserved bucket appended, mapped to zero."""
+    return np.concatenate([weights, np.zeros((1, *weights.shape[1:]), dtype=weights.dtype)])
 
 
 def featurize(texts: list[str], config: FeatureConfig = FeatureConfig()) -> Batch:

@@ -150,27 +150,36 @@ class DifficultyPredictor:
         return np.clip(stack, 0.0, 1.0)
 
     def _linear_scores(self, batch: Batch) -> np.ndarray:
-        n = batch.structure.shape[0]
-        scores = np.tile(self.intercept_, (n, 1))
+        scores = np.tile(self.intercept_, (batch.structure.shape[0], 1))
         for name in _BLOCKS:
-            block: HashedBlock = getattr(batch, name)
-            norm = np.sqrt(block.sums(self._padded_norm_weight[name]))
+            sums = getattr(batch, name).sums(self._block_weights[name])  # column 0: squared norm
+            norm = np.sqrt(sums[:, :1])
             norm[norm == 0] = 1.0
-            for t, weights in enumerate(self._padded_linear[name]):
-                scores[:, t] += block.sums(weights) / norm
+            scores += sums[:, 1:] / norm
         return scores
 
     def _tree_input(self, batch: Batch) -> sparse.csr_matrix:
-        parts = [getattr(batch, name).counts(self.column_of_bucket_[name], len(self.tree_columns_[name]))
-                 for name in _BLOCKS]
-        return sparse.hstack([*parts, sparse.csr_matrix(batch.structure)], format="csr")
+        """Counts of the tree columns of both blocks, then the structure counts, built as one matrix."""
+        docs, columns, offset = [], [], 0
+        for name in _BLOCKS:
+            block_docs, block_columns = getattr(batch, name).occurrences(self.column_of_bucket_[name])
+            docs.append(block_docs)
+            columns.append(block_columns + offset)
+            offset += len(self.tree_columns_[name])
+        n, width = batch.structure.shape
+        docs.append(np.repeat(np.arange(n), width))
+        columns.append(np.tile(np.arange(offset, offset + width), n))
+        values = np.concatenate([np.ones(sum(len(d) for d in docs[:-1]), dtype=np.float32),
+                                 batch.structure.ravel().astype(np.float32)])
+        return sparse.csr_matrix((values, (np.concatenate(docs), np.concatenate(columns))),
+                                 shape=(n, offset + width))
 
     def _index(self) -> None:
-        """Lookups the batch path needs, derived from the learned state: weight vectors with the reserved
-        bucket appended, and bucket -> tree-input column (-1 for buckets no tree splits on, so columns
+        """Lookups the batch path needs, derived from the learned state: per block, a bucket x (squared norm
+        weight, linear weights) matrix with the reserved bucket appended, and bucket -> tree-input column (-1 for buckets no tree splits on, so columns
         the trees ignore are never built)."""
-        self._padded_norm_weight = {name: padded(self.norm_weight_[name]) for name in _BLOCKS}
-        self._padded_linear = {name: [padded(row) for row in self.linear_[name]] for name in _BLOCKS}
+        self._block_weights = {name: padded(np.column_stack([self.norm_weight_[name], self.linear_[name].T]))
+                               for name in _BLOCKS}
         used = self.tree_model_.feature_importance("split") > 0
         self.column_of_bucket_ = {}
         offset = 0
