@@ -16,7 +16,7 @@ import click
 import numpy as np
 
 from planner.errors import InputError
-from planner.files import sha256_of
+from planner.files import atomic_path, sha256_of
 from planner.jsonl import read_jsonl
 from planner.metrics import difficulty_metrics, format_metrics
 from planner.model_store import CARD_SUFFIX, MODEL_SUFFIX
@@ -80,7 +80,8 @@ def build(data_dir: Path, out_dir: Path, policy_names: list[str]) -> list[dict]:
         model.save(path)
         card = {**model.metadata_, "model_file": path.name, "model_sha256": sha256_of(path),
                 "size_bytes": path.stat().st_size}
-        (out_dir / f"{entry.model_file}{CARD_SUFFIX}").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        with atomic_path(out_dir / f"{entry.model_file}{CARD_SUFFIX}") as tmp:
+            tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         for split, metrics in held_out.items():
             click.echo(f"{entry.name} [{split}] {format_metrics(metrics)}")
         cards.append(card)

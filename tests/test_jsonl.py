@@ -75,3 +75,14 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path):
         write_jsonl(exploding(), target)
     assert target.read_text(encoding="utf-8").splitlines()[0] == '{"a": 1}'  # old content intact
     assert [p.name for p in target.parent.iterdir()] == ["result.jsonl"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "plans.jsonl"
+    write_jsonl([{"a": 1}], target)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert stat.S_IMODE(os.stat(target).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
