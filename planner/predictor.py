@@ -24,7 +24,7 @@ from sklearn.model_selection import KFold
 
 from planner.difficulty import difficulty_bins
 from planner.errors import ModelFileError
-from planner.features import Batch, FeatureConfig, HashedBlock, featurize, padded
+from planner.features import Batch, FeatureConfig, featurize, padded
 from planner.files import atomic_path
 
 FORMAT_VERSION = 1
@@ -176,8 +176,8 @@ class DifficultyPredictor:
 
     def _index(self) -> None:
         """Lookups the batch path needs, derived from the learned state: per block, a bucket x (squared norm
-        weight, linear weights) matrix with the reserved bucket appended, and bucket -> tree-input column (-1 for buckets no tree splits on, so columns
-        the trees ignore are never built)."""
+        weight, linear weights) matrix with the reserved bucket appended, and bucket -> tree-input column
+        (-1 for buckets no tree splits on, so columns the trees ignore are never built)."""
         self._block_weights = {name: padded(np.column_stack([self.norm_weight_[name], self.linear_[name].T]))
                                for name in _BLOCKS}
         used = self.tree_model_.feature_importance("split") > 0
