@@ -154,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
         "/tokenize": ("POST",), "/v1/tokenize": ("POST",), "/detokenize": ("POST",), "/v1/detokenize": ("POST",),
     }
 
+    _serving = False  # between engine.enter() and engine.leave() for this request
+
     def setup(self) -> None:
         super().setup()
         # headers and body go out in separate writes: without this, Nagle's algorithm and the client's
@@ -208,6 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
         engine.enter()
+        self._serving = True
         try:
             self._route(path, raw, time.perf_counter())
         except ApiError as exc:
@@ -218,7 +221,14 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             self._json(500, {"error": {"message": f"internal simulator error: {type(exc).__name__}: {exc}"}})
         finally:
-            engine.leave()
+            self._served()
+
+    def _served(self) -> None:
+        """The request stops counting as running: before its last bytes go out, as on a real server, so a
+        client that sends /flush_cache right after reading an answer is not refused for its own request."""
+        if self._serving:
+            self._serving = False
+            self.server.engine.leave()
 
     def _route(self, path: str, raw: bytes, started: float) -> None:
         engine = self.server.engine
@@ -290,6 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._sleep(cfg.token_delay_ms / 1000.0 if generation.completion_tokens else 0.0)
             final["meta_info"]["e2e_latency"] = time.perf_counter() - started
             self._event({**final, **({} if request.single else {"index": index})})
+        self._served()
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 
@@ -348,6 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self._served()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
