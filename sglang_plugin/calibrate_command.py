@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from planner.errors import PlannerError
-from sglang_plugin.command_options import exit_now, guarded, shared_run_options, solve_config
+from sglang_plugin.command_options import exit_now, guarded, require_frontend, shared_run_options, solve_config
 
 
 def _integers(ctx, param, value: str) -> tuple[int, ...]:
@@ -58,6 +58,7 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
       tts-planner calibrate --endpoint URL --reward-endpoint URL2 --reward-model Qwen/Qwen2.5-Math-RM-72B \\
           --input dev.jsonl --sizes 1,2,4,8,16 -o calibration.json
     """
+    require_frontend()
     from sglang_plugin.batch import RunSettings
     from sglang_plugin.calibrate import CalibrateSettings
 

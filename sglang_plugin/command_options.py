@@ -3,6 +3,7 @@ ends (exit codes, SIGTERM, messages). Importing this module does not import sgla
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -19,6 +20,19 @@ from planner.jsonl import DEFAULT_MAX_CHARS
 
 INTERRUPTED_EXIT = 130  # the shell's code for a job ended by SIGINT
 T = TypeVar("T")
+
+
+def require_frontend() -> None:
+    """Commands that talk to servers need the sglang frontend and math-verify (the `sglang` extra)."""
+    missing = []
+    for name in ("sglang", "math_verify", "urllib3"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise click.ClickException(f"this command needs the SGLang frontend extra (missing: {', '.join(missing)}); "
+                                   "install it with: pip install \"tts-planner[sglang]\"")
 
 
 def key_value(ctx, param, values: tuple[str, ...]) -> dict:

@@ -16,6 +16,7 @@ from sglang_plugin.command_options import (
     exit_now,
     guarded,
     key_value,
+    require_frontend,
     shared_run_options,
     solve_config,
 )
@@ -62,6 +63,7 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
       tts-planner run --endpoint URL --reward-endpoint URL2 --input p.jsonl -o r.jsonl --budget 8
       tts-planner run --endpoint URL --input p.jsonl -o r.jsonl --strategy majority --size 8
     """
+    require_frontend()
     again = [arg for arg in sys.argv[1:] if arg != "--overwrite"]  # resuming must not start over
     hint = "tts-planner " + shlex.join(again)
     try:
@@ -98,6 +100,7 @@ def demo_command(problems: int, budget: int, scorer: str, concurrency: int, outp
     """See the whole product without a GPU: a SIMULATED SGLang server starts in this process on a MATH-500
     sample, and the same problems run adaptively and with the best uniform strategy at the same budget.
     Takes well under a minute."""
+    require_frontend()
     try:
         from sglang_plugin.demo import format_demo, run_demo
 
