@@ -63,10 +63,10 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
       tts-planner run --endpoint URL --reward-endpoint URL2 --input p.jsonl -o r.jsonl --budget 8
       tts-planner run --endpoint URL --input p.jsonl -o r.jsonl --strategy majority --size 8
     """
-    require_frontend()
     again = [arg for arg in sys.argv[1:] if arg != "--overwrite"]  # resuming must not start over
     hint = "tts-planner " + shlex.join(again)
     try:
+        require_frontend()
         from sglang_plugin.batch import RunSettings
 
         try:

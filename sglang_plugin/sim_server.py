@@ -131,6 +131,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         super().__init__(address, handler)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that goes away mid-request (killed, timed out) is routine for a server; anything else is
+        the simulator's own bug and is printed."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         with self.lock:
             connections = list(self.connections)
