@@ -22,7 +22,6 @@ from scipy import sparse
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
-from planner.difficulty import difficulty_bins
 from planner.errors import ModelFileError
 from planner.features import Batch, FeatureConfig, featurize, padded
 from planner.files import atomic_path
@@ -136,9 +135,6 @@ class DifficultyPredictor:
             return run(chunks[0])
         with ThreadPoolExecutor(self.n_threads) as pool:
             return np.concatenate(list(pool.map(run, chunks)))
-
-    def predict_bins(self, texts: list[str]) -> np.ndarray:
-        return difficulty_bins(self.predict(texts))
 
     def _predict_chunk(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -101,7 +101,6 @@ class State:
     next_step: int = 0
     correct: bool = True
     finished: bool = False
-    derailed: bool = False
     partial: str = ""
     partial_options: list[Step] = field(default_factory=list)
     separator: str = ""
@@ -206,7 +205,7 @@ class Reasoner:
         step = spec.match(state.next_step, stripped)
         begin = at + segment.find(stripped) if stripped else at
         if step is None:
-            state.derailed, state.correct = True, False
+            state.correct = False
         else:
             state.correct = state.correct and step.correct
             begin = at + segment.rfind(step.text) if step.text in segment else begin
@@ -238,7 +237,7 @@ class Reasoner:
 
     def _derail(self, spec: Spec, state: State) -> None:
         """Text in place of the next step that is none of its versions: wrong from here on."""
-        state.derailed, state.correct = True, False
+        state.correct = False
         state.next_step = min(state.next_step, spec.num_steps - 1)
         state.separator = STEP_SEPARATOR
 

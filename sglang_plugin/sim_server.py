@@ -436,9 +436,10 @@ def sim_server_command(port: int, host: str, problems: str | None, solutions: st
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    known = len(server.reasoner.bank)
+    bank = server.reasoner.bank
+    repeated = f", {bank.duplicates} repeated problem text(s) kept once" if bank.duplicates else ""
     click.echo(f"tts-planner sim-server: SIMULATED SGLang server (no model, no GPU) for {server.config.model_path}"
-               f" ready at {server.url} ({known} known problems, seed {server.config.seed})", nl=True)
+               f" ready at {server.url} ({len(bank)} known problems{repeated}, seed {server.config.seed})", nl=True)
     sys.stdout.flush()
     try:
         while not stop.wait(0.5):

@@ -51,3 +51,15 @@ def test_cli_rejects_a_bad_problem_file(tmp_path):
     missing = subprocess.run(COMMAND + ["--port", "0", "--problems", str(RATES)], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode != 0 and "pass_rate" in missing.stderr and "missing" in missing.stderr
+
+
+def test_cli_says_when_problems_repeat(tmp_path):
+    problems = tmp_path / "problems.jsonl"
+    line = '{"problem": "What is 1+1?", "answer": "2", "pass_rate": 0.5}\n'
+    problems.write_text(line + line + line.replace("1+1", "2+2").replace('"2"', '"4"'), encoding="utf-8")
+    process, ready = start("--port", "0", "--problems", str(problems))
+    try:
+        assert "(2 known problems, 1 repeated problem text(s) kept once," in ready
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
