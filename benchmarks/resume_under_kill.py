@@ -26,7 +26,7 @@ from pathlib import Path
 
 from planner.jsonl import read_jsonl
 from sglang_plugin.results_file import audit
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 RATE_FIELD = "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6"
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from planner.jsonl import read_jsonl
-from sglang_plugin.sim_problems import Problem, ProblemBank
+from sglang_plugin.sim.problems import Problem, ProblemBank
 
 RATE_FIELD = "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6"
 TEMPLATE = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{problem} Let's think "

@@ -245,7 +245,7 @@ def models() -> None:
             click.echo(f"  {split:<10} {format_metrics(metrics)}")
 
 
-from sglang_plugin.sim_server import sim_server_command  # noqa: E402
+from sglang_plugin.cli.sim_server import sim_server_command  # noqa: E402
 
 main.add_command(sim_server_command, "sim-server")
 

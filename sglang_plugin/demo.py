@@ -1,4 +1,4 @@
-"""`tts-planner demo`: the whole product on a laptop, no GPU. A SIMULATED SGLang server (sim_server.py) starts in
+"""`tts-planner demo`: the whole product on a laptop, no GPU. A SIMULATED SGLang server (sglang_plugin.sim) starts in
 this process on a MATH-500 sample shipped in the package (demo_data/math500_sample.jsonl: 20 problems per level,
 each answered at the success rate Qwen2.5-Math-1.5B-Instruct measured on it), then the same problems run twice
 through the batch runner at the same budget: once planned by the adaptive planner, once with the one strategy
@@ -21,7 +21,7 @@ from planner.model_store import load_model
 from planner.policies import DEFAULT_POLICY
 from planner.strategy_table import StrategyTable
 from sglang_plugin.batch import USUAL_REWARD_MODEL, RunReport, RunSettings, run_batch
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 SAMPLE = "math500_sample.jsonl"
 INPUT_FIELDS = ("unique_id", "problem", "answer", "subject", "level")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from planner.jsonl import read_jsonl
 from sglang_plugin.config import SolveConfig
-from sglang_plugin.sim_problems import Problem
+from sglang_plugin.sim.problems import Problem
 
 DATA = Path(__file__).parent / "data" / "programs_problems.jsonl"
 PROBLEMS = [Problem(r["problem"], r["answer"], r["pass_rate"], r["solution"]) for _, r in read_jsonl(DATA)]

@@ -18,8 +18,8 @@ from sglang_plugin.adaptive import STOP_REASONS
 from sglang_plugin.answers import shared_grouper
 from sglang_plugin.posterior import BetaPrior, update
 from sglang_plugin.scorers import QWEN_ORM_TEMPLATE, render
-from sglang_plugin.sim_problems import Problem
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.problems import Problem
+from sglang_plugin.sim.server import SimServer
 
 EASY = Problem(PROBLEMS[0].text, PROBLEMS[0].answer, 1.0, PROBLEMS[0].solution)
 HOPELESS = Problem(PROBLEMS[1].text, PROBLEMS[1].answer, 0.0, PROBLEMS[1].solution)

@@ -30,7 +30,7 @@ from sglang_plugin.calibrate import (
     write_calibration,
 )
 from sglang_plugin.config import SolveConfig
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 ORM = "Qwen/Qwen2.5-Math-RM-72B"

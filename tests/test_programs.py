@@ -14,7 +14,7 @@ from sglang_plugin import STRATEGIES, Endpoint, OutcomeRewardScorer, SolveConfig
 from sglang_plugin.answers import extract_answer, shared_grouper
 from sglang_plugin.programs_particle import effective_sample_size, particle_weights, resample
 from sglang_plugin.result import FINISH_REASONS
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 SCORED = {"best_of_n", "weighted_vote", "beam_search", "dvts", "particle_filter"}
 

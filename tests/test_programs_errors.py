@@ -10,7 +10,7 @@ from programs_support import FAST, PROBLEMS, comparable, sim_stats
 
 from sglang_plugin import Endpoint, EndpointError, OutcomeRewardScorer, StepTagScorer, solve
 from sglang_plugin.endpoint import HttpClient
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 PATIENT = FAST.with_(max_retries=6)
 

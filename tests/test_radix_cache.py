@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from sglang_plugin.radix_cache import RadixCache
+from sglang_plugin.sim.radix_cache import RadixCache
 
 
 def test_empty_cache_matches_nothing():

@@ -8,7 +8,7 @@ from runner_support import SAMPLE, lines, settings, write_problems
 
 from planner.report import SAMPLING_STRATEGIES, make_report
 from sglang_plugin.batch import run_batch
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 
 @pytest.fixture(scope="module")

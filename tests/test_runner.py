@@ -13,7 +13,7 @@ from planner.errors import InputError, PlannerError
 from sglang_plugin.batch import run_batch
 from sglang_plugin.results_file import RunFiles
 from sglang_plugin.run_records import RESULT_FIELDS, Judge, reference_answer
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from runner_support import SAMPLE, cli, lines, run_args, settings, write_problem
 from planner.errors import InputError
 from sglang_plugin.batch import run_batch
 from sglang_plugin.runner import ServerDown, TooManyFailures
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 
 def _closed_port() -> int:

@@ -10,7 +10,7 @@ from runner_support import SAMPLE, lines, settings, write_problems
 from planner.cli import main
 from planner.predictor import DifficultyPredictor
 from sglang_plugin.batch import run_batch
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 
 def test_outcome_records_retrain_the_predictor_that_plans_the_next_run(tmp_path):

@@ -10,7 +10,7 @@ import time
 from runner_support import ROOT, SAMPLE, lines, run_args, write_problems
 
 from sglang_plugin.results_file import audit
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 
 def _count(path) -> int:

@@ -9,7 +9,7 @@ from programs_support import FAST, PROBLEMS, sim_stats
 from sglang_plugin import Endpoint, OutcomeRewardScorer, SelfCertaintyScorer, StepTagScorer, solve
 from sglang_plugin.answers import shared_grouper
 from sglang_plugin.endpoint import CostLedger
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 PROBLEM = PROBLEMS[1]
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sim_http import RATE_FIELD, RATES, SOLUTIONS, call, ok, prompt, sample_records
 
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 EOS = 0xC002  # "<|im_end|>"
 

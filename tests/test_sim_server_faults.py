@@ -9,7 +9,7 @@ import urllib.error
 import pytest
 from sim_http import call, ok
 
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.server import SimServer
 
 PAYLOADS = [{"text": f"Unknown problem number {i}: add {i} and {i + 1}.", "sampling_params": {"max_new_tokens": 8}}
             for i in range(40)]

@@ -7,7 +7,7 @@ sgl = pytest.importorskip("sglang")
 
 from sim_http import RATE_FIELD, RATES, SOLUTIONS, ok, sample_records  # noqa: E402
 
-from sglang_plugin.sim_server import SimServer  # noqa: E402
+from sglang_plugin.sim.server import SimServer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

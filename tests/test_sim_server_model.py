@@ -8,8 +8,8 @@ from sim_http import RATE_FIELD, RATES, SOLUTIONS, ok, prompt, sample_records
 from sklearn.metrics import roc_auc_score
 
 from planner.errors import InputError
-from sglang_plugin.sim_problems import Problem, ProblemBank, last_boxed
-from sglang_plugin.sim_server import SimServer
+from sglang_plugin.sim.problems import Problem, ProblemBank, last_boxed
+from sglang_plugin.sim.server import SimServer
 
 RECORDS = sample_records()
 # (record, rate): multi-step reference solutions given chosen success rates

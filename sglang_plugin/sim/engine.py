@@ -19,12 +19,12 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 from planner import __version__
-from sglang_plugin.radix_cache import RadixCache
-from sglang_plugin.sim_problems import ProblemBank
-from sglang_plugin.sim_protocol import Sampling, Single, rejected
-from sglang_plugin.sim_reasoner import Chunk, Reasoner
-from sglang_plugin.sim_scores import PRM_MASS, ScoreModel, unit
-from sglang_plugin.sim_tokens import SimTokenizer
+from sglang_plugin.sim.problems import ProblemBank
+from sglang_plugin.sim.protocol import Sampling, Single, rejected
+from sglang_plugin.sim.radix_cache import RadixCache
+from sglang_plugin.sim.reasoner import Chunk, Reasoner
+from sglang_plugin.sim.scores import PRM_MASS, ScoreModel, unit
+from sglang_plugin.sim.tokens import SimTokenizer
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 FILLER = "\n\nThe solution above is complete."

@@ -8,7 +8,7 @@ import random
 import re
 from fractions import Fraction
 
-from sglang_plugin.sim_problems import boxed_span
+from sglang_plugin.sim.problems import boxed_span
 
 STEP_SEPARATOR = "\n\n"
 MIN_STEP_CHARS = 40

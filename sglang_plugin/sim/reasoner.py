@@ -20,8 +20,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from sglang_plugin.sim_problems import Problem, ProblemBank, boxed_span, last_boxed, normalize
-from sglang_plugin.sim_steps import STEP_SEPARATOR, perturb_step, split_steps, wrong_answer_pool
+from sglang_plugin.sim.problems import Problem, ProblemBank, boxed_span, last_boxed, normalize
+from sglang_plugin.sim.steps import STEP_SEPARATOR, perturb_step, split_steps, wrong_answer_pool
 
 WRONG_VARIANTS = 2
 LEADS = (("", "First, ", "To begin, "), ("", "Next, ", "Now, "), ("", "Finally, ", "So, "))

@@ -1,0 +1,1 @@
+"""The `tts-planner` command line: one module per command."""

@@ -1,0 +1,91 @@
+"""`tts-planner sim-server`: serve the stand-in SGLang server from the command line."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from planner.errors import PlannerError
+from sglang_plugin.sim.engine import DEFAULT_MODEL
+from sglang_plugin.sim.server import SimServer
+
+
+@click.command("sim-server")
+@click.option("--port", type=click.IntRange(0, 65535), default=30000, show_default=True,
+              help="Port on 127.0.0.1 (0: pick a free one and print it).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--problems", type=click.Path(dir_okay=False), default=None,
+              help="JSONL of known problems: problem, answer, optional solution, and the success rate.")
+@click.option("--solutions", type=click.Path(dir_okay=False), default=None,
+              help="JSONL joined to --problems by problem text for missing solution/answer fields "
+                   "(e.g. math500/test.jsonl next to outcomes/math500_success_rates.jsonl).")
+@click.option("--rate-field", default="pass_rate", show_default=True,
+              help="Field of --problems holding each problem's true success rate in [0, 1].")
+@click.option("--default-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Success rate of problems that are not in --problems.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of all simulated randomness.")
+@click.option("--model-path", default=DEFAULT_MODEL, show_default=True,
+              help="Model name reported to clients (the sglang frontend picks its chat template from it).")
+@click.option("--reward-auroc", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
+              show_default=True, help="How well simulated reward scores rank correct above wrong.")
+@click.option("--confidence-gap", type=click.FloatRange(0), default=0.3, show_default=True,
+              help="How much less confident (in logits) the policy's tokens are on wrong steps.")
+@click.option("--context-length", type=click.IntRange(2), default=4096, show_default=True)
+@click.option("--cache-tokens", type=click.IntRange(1), default=2_000_000, show_default=True,
+              help="Prefix cache capacity in tokens (least recently used evicted): about what an 80 GB GPU "
+                   "holds for a 1.5B model.")
+@click.option("--token-delay-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Simulated time per generated token, per request (requests overlap).")
+@click.option("--prefill-delay-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Simulated time per uncached prompt token.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of /generate, /classify, /encode requests answered with HTTP 500.")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of those requests whose connection is closed without an answer.")
+@click.option("--stall-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of those requests that hang for --stall-seconds before answering.")
+@click.option("--stall-seconds", type=click.FloatRange(0), default=30.0, show_default=True)
+@click.option("--step-tag", default="ки", show_default=True, help="PRM step tag (one token) after each step.")
+@click.option("--step-tag-id", type=int, default=12902, show_default=True)
+@click.option("--plus-token-id", type=int, default=648, show_default=True, help="PRM's '+' label token id.")
+@click.option("--minus-token-id", type=int, default=387, show_default=True, help="PRM's '-' label token id.")
+def sim_server_command(port: int, host: str, problems: str | None, solutions: str | None, rate_field: str,
+                       **options: Any) -> None:
+    """Serve a SIMULATED SGLang server (no model, no GPU) for tests, benchmarks and the demo.
+
+    It speaks SGLang's HTTP protocol (sgl.RuntimeEndpoint works against it) and solves each problem of
+    --problems at its measured success rate, step by step; other problems at --default-rate. Stop it with
+    Ctrl-C or SIGTERM.
+    """
+    if solutions is not None and problems is None:
+        raise click.UsageError("--solutions needs --problems")
+    try:
+        server = SimServer(problems, host=host, port=port, rate_field=rate_field, solutions=solutions, **options)
+    except PlannerError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        server.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    bank = server.reasoner.bank
+    repeated = f", {bank.duplicates} repeated problem text(s) kept once" if bank.duplicates else ""
+    click.echo(f"tts-planner sim-server: SIMULATED SGLang server (no model, no GPU) for {server.config.model_path}"
+               f" ready at {server.url} ({len(bank)} known problems{repeated}, seed {server.config.seed})", nl=True)
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    click.echo("tts-planner sim-server: stopped", err=True)
