@@ -1,4 +1,4 @@
-"""Where the adaptive planner's default belief parameters come from (sglang_plugin/posterior.py), recomputed
+"""Where the adaptive planner's default belief parameters come from (planner/belief/posterior.py, planner/belief/evidence.py), recomputed
 from shared/data:
 
 - prior strength: the Beta-binomial maximum-likelihood strength of the shipped predictor's pass@1 against the
@@ -21,9 +21,10 @@ import numpy as np
 from plugin_support import RATE_FIELD, data_dir
 from scipy.optimize import minimize_scalar
 
+from planner.belief.evidence import RewardEvidence
+from planner.belief.posterior import crp_log_probability, fit_prior_strength
 from planner.jsonl import read_jsonl
-from planner.model_store import load_model
-from sglang_plugin.posterior import RewardEvidence, crp_log_probability, fit_prior_strength
+from planner.prediction.model_store import load_model
 
 TRIALS = 50  # samples behind each measured rate (the column's k)
 

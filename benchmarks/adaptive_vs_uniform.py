@@ -12,7 +12,7 @@ included). An answer is right when sglang_plugin.answers' grouper finds it equiv
 
 Arms at each budget B (samples per problem): uniform weighted voting with B samples (best-of-B and
 majority-of-B are read off the same samples and scores: same cost, other selection), and adaptive with
-average budget B (per-problem cap 2B, defaults of AdaptivePlanner). The bar: some adaptive arm reaches the
+average budget B (per-problem cap 2B, defaults of AdaptiveConfig). The bar: some adaptive arm reaches the
 accuracy of uniform weighted voting at 16 samples with at most half its tokens.
 
     python benchmarks/adaptive_vs_uniform.py [--problems 500] [--budgets 2,4,8,12,16] [--auroc 0.9] [--seed 0]
@@ -35,7 +35,8 @@ from plugin_support import RATE_FIELD, SimProcess, data_dir
 
 from planner.difficulty import BINS, difficulty_bin
 from planner.jsonl import read_jsonl
-from sglang_plugin import AdaptivePlanner, Endpoint, OutcomeRewardScorer, SolveConfig, solve
+from planner.prediction.model_store import load_model
+from sglang_plugin import Endpoint, OutcomeRewardScorer, Planning, solve
 from sglang_plugin.answers import shared_grouper
 
 MATCH_AT = 16
@@ -56,11 +57,10 @@ def run_arm(data, args, problems, fn) -> tuple[list, float]:
     """Solve every problem on a fresh server with the benchmark's seed; (results, seconds)."""
     started = time.perf_counter()
     with SimProcess(data, "--seed", str(args.seed), "--reward-auroc", str(args.auroc)) as url:
-        config = SolveConfig()
-        endpoint = Endpoint(url, config=config)
-        scorer = OutcomeRewardScorer(url, config=config)
+        endpoint = Endpoint(url)
+        scorer = OutcomeRewardScorer(url)
         with ThreadPoolExecutor(args.threads) as pool:
-            results = list(pool.map(lambda item: fn(item[0], item[1], endpoint, scorer, config), enumerate(problems)))
+            results = list(pool.map(lambda item: fn(item[0], item[1], endpoint, scorer), enumerate(problems)))
     return results, time.perf_counter() - started
 
 
@@ -97,27 +97,27 @@ def summarize(name: str, budget: int, results: list, right: list[bool], problems
 
 def measure(data, args, budgets: list[int], problems: list[dict], log) -> list[dict]:
     """Both arms at every budget, each on a fresh server with the same seed."""
-    planner = AdaptivePlanner()
-    prior = planner.predict([p["problem"] for p in problems])  # the same values solve would predict one by one
+    planning = Planning()
+    prior = load_model().predict([p["problem"] for p in problems])  # the same values solve would predict one by one
     rows = []
     for budget in budgets:
-        results, seconds = run_arm(data, args, problems, lambda i, p, e, s, c, n=budget: solve(
-            p["problem"], "weighted_vote", n, e, s, c))
+        results, seconds = run_arm(data, args, problems, lambda i, p, e, s, n=budget: solve(
+            p["problem"], "weighted_vote", n, e, s))
         picks = [selections(r, p["reference"]) for r, p in zip(results, problems)]
         for rule, label in (("weighted_vote", "uniform weighted vote"), ("best_of_n", "uniform best-of-N"),
                             ("majority", "uniform majority")):
             rows.append(summarize(label, budget, results, [pk[rule] for pk in picks], problems, seconds))
         log(f"  uniform @{budget}: {seconds:.0f} s")
-        results, seconds = run_arm(data, args, problems, lambda i, p, e, s, c, n=budget: solve(
-            p["problem"], "adaptive", n, e, s, c, planner, pass_at_1=float(prior[i])))
+        results, seconds = run_arm(data, args, problems, lambda i, p, e, s, n=budget: solve(
+            p["problem"], "adaptive", n, e, s, planning=planning, pass_at_1=float(prior[i])))
         row = summarize("adaptive", budget, results, [correct(r.answer, p["reference"]) for r, p in
                                                        zip(results, problems)], problems, seconds)
         reasons: dict[str, int] = {}
         for r in results:
-            reasons[r.plan["stop_reason"]] = reasons.get(r.plan["stop_reason"], 0) + 1
-        confidence = [r.plan["confidence"] for r in results if r.plan["confidence"] is not None]
-        row.update(stop_reasons=reasons, probe_tokens=float(sum(r.plan["probe_tokens"] for r in results)),
-                   expected_cost=float(sum(r.plan["expected_cost"] for r in results)),
+            reasons[r.plan.adaptive.stop_reason] = reasons.get(r.plan.adaptive.stop_reason, 0) + 1
+        confidence = [r.plan.adaptive.confidence for r in results if r.plan.adaptive.confidence is not None]
+        row.update(stop_reasons=reasons, probe_tokens=float(sum(r.plan.adaptive.probe_tokens for r in results)),
+                   expected_cost=float(sum(r.plan.expected_cost for r in results)),
                    mean_confidence=float(np.mean(confidence)) if confidence else None)
         rows.append(row)
         log(f"  adaptive @{budget}: {seconds:.0f} s")

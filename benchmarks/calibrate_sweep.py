@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from plugin_support import SimProcess, data_dir
 
-from planner.strategy_table import StrategyTable, load_calibration
-from sglang_plugin.batch import RunSettings
+from planner.planning.calibration import load_calibration
+from planner.planning.table import StrategyTable
 from sglang_plugin.calibrate import CalibrateSettings, calibrate, format_fit
+from sglang_plugin.runs.settings import RunSettings
 
 POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 ORM = "Qwen/Qwen2.5-Math-RM-72B"

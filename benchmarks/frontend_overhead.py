@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from plugin_support import SimProcess, data_dir, medium_problems
 
-from sglang_plugin import Endpoint, SolveConfig, solve
+from sglang_plugin import Endpoint, solve
 from sglang_plugin.answers import shared_grouper
 
 BAR = 1.10
@@ -49,13 +49,13 @@ class RecordingEndpoint(Endpoint):
         return super().post(path, payload, executor)
 
 
-def run_program(url: str, problems: list[dict], budget: int, config: SolveConfig) -> tuple[float, list]:
-    endpoint = RecordingEndpoint(url, config=config)
+def run_program(url: str, problems: list[dict], budget: int) -> tuple[float, list]:
+    endpoint = RecordingEndpoint(url)
     recorded = []
     started = time.perf_counter()
     for problem in problems:
         endpoint.sent, endpoint._ids = [], {}
-        solve(problem["problem"], "majority", budget, endpoint, None, config)
+        solve(problem["problem"], "majority", budget, endpoint)
         recorded.append(list(endpoint.sent))
     return time.perf_counter() - started, recorded
 
@@ -102,15 +102,14 @@ def main() -> None:
     args = parser.parse_args()
     data = data_dir(args.data)
     problems = medium_problems(data, args.problems)
-    config = SolveConfig()
     options = ("--seed", str(args.seed), "--token-delay-ms", str(args.token_delay_ms))
     shared_grouper().equivalent("\\frac{1}{2}", "0.5")  # start the math-verify worker (once per process)
     with SimProcess(data, *options) as url:  # first-use costs of the frontend, once per process, untimed
-        run_program(url, problems[:1], args.budget, config)
+        run_program(url, problems[:1], args.budget)
     program_times, plain_times = [], []
     for _ in range(args.repeats):
         with SimProcess(data, *options) as url:
-            elapsed, recorded = run_program(url, problems, args.budget, config)
+            elapsed, recorded = run_program(url, problems, args.budget)
             program_times.append(elapsed)
         with SimProcess(data, *options) as url:
             plain_times.append(replay(url, recorded))

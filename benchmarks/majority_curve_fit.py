@@ -3,7 +3,7 @@
 MATH train (shared/data/outcomes/math_success_rates.jsonl, split == "train") has, per problem, the pass@1 of
 Qwen2.5-Math-{1.5B,7B}-Instruct from k=50 samples at T=0.7 and whether the majority of 8 other samples (same
 temperature) was right. Problems are grouped by pass@1 inside each difficulty bin; the planner's majority
-curve (wrong-answer model + rate) is fit to the groups' majority-of-8 accuracy with planner.strategy_table's
+curve (wrong-answer model + rate) is fit to the groups' majority-of-8 accuracy with planner.planning.calibration's
 calibration fitter, and the fit is printed beside the measurements.
 
     python benchmarks/majority_curve_fit.py [--data DIR]
@@ -19,7 +19,8 @@ import numpy as np
 
 from planner.difficulty import difficulty_bin
 from planner.jsonl import read_jsonl
-from planner.strategy_table import CalibrationPoint, Curve, fit_curve
+from planner.planning.calibration import CalibrationPoint, fit_curve
+from planner.planning.curves import Curve
 
 COLUMNS = {
     "small (Qwen2.5-Math-1.5B-Instruct)": "Qwen-Qwen2.5-Math-1.5B-Instruct",

@@ -6,7 +6,7 @@ true pass@1, and each simulated sample is correct with probability r. At average
 16 samples per problem the benchmark compares three allocations of the same total number of samples:
 
 - uniform: every problem gets the budget;
-- predictor: planner.allocation.allocate on the predictor's pass@1 for each problem (floor: 1 sample);
+- predictor: planner.planning.allocation.allocate on the predictor's pass@1 for each problem (floor: 1 sample);
 - oracle: the same allocation on the true rates, the ceiling of what any predictor could reach;
 
 under two ways of turning samples into an answer:
@@ -42,12 +42,15 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.allocation import Budget, allocate
+from planner.cost import CostModel
 from planner.errors import PlannerError
 from planner.jsonl import number_of, read_jsonl
+from planner.planning.allocation import Budget, allocate
+from planner.planning.curves import Curve
+from planner.planning.table import StrategyTable
 from planner.policies import DEFAULT_POLICY
 from planner.policies import policy as find_policy
-from planner.strategy_table import MAX_SIZE, CostModel, Curve, StrategyTable
+from planner.strategies import MAX_SIZE
 
 BUDGETS = (1, 2, 4, 8, 16)
 # up to 32 so that an allocation needing more than uniform's 16 shows by how much
@@ -80,7 +83,7 @@ def load_predictions(path: str, expected: int) -> np.ndarray:
 
 def predict(model_name: str, texts: list[str]) -> np.ndarray:
     """pass@1 from a shipped predictor (by policy name) or a model file (by path)."""
-    from planner.model_store import load_model
+    from planner.prediction.model_store import load_model
     return np.clip(np.asarray(load_model(model_name).predict(texts), dtype=float), 0.0, 1.0)
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.allocation import Budget, allocate, plan_each, uniform
 from planner.jsonl import write_jsonl
+from planner.planning.allocation import Budget, allocate, plan_each, uniform
+from planner.planning.table import StrategyTable
 from planner.policies import DEFAULT_POLICY
-from planner.strategy_table import StrategyTable
 
 SETUPS = {"no reward model": None, "Qwen2.5-Math-PRM-7B": "Qwen/Qwen2.5-Math-PRM-7B"}
 

@@ -33,7 +33,7 @@ class SimProcess:
     """`tts-planner sim-server` on MATH-500 in a child process: `with SimProcess(data, "--seed", "1") as url`."""
 
     def __init__(self, data: Path, *options: str) -> None:
-        self.command = [sys.executable, "-c", "from planner.cli import main; main()", "sim-server", "--port", "0",
+        self.command = [sys.executable, "-c", "from sglang_plugin.cli.main import main; main()", "sim-server", "--port", "0",
                         "--problems", str(data / "outcomes" / "math500_success_rates.jsonl"),
                         "--solutions", str(data / "math500" / "test.jsonl"), "--rate-field", RATE_FIELD, *options]
         self.process: subprocess.Popen | None = None

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.build_models import MATH500, OUTCOMES, default_data_dir, level_of
 from planner.jsonl import read_jsonl
-from planner.metrics import difficulty_metrics
-from planner.model_store import load_model
 from planner.policies import DEFAULT_POLICY, policy
+from planner.prediction.build_models import MATH500, OUTCOMES, default_data_dir, level_of
+from planner.prediction.metrics import difficulty_metrics
+from planner.prediction.model_store import load_model
 
 ANCHOR = "anchors/probe_qwen2.5-math-1.5b-instruct_k50_t0.6.json"
 

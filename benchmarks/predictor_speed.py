@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.allocation import Budget, allocate, plan_problem, uniform
-from planner.build_models import default_data_dir
-from planner.cli import estimated_prompt_tokens
+from planner.cost import estimate_prompt_tokens
 from planner.jsonl import read_problems, write_jsonl
-from planner.model_store import load_model, resolve_model_path
+from planner.planning.allocation import Budget, allocate, plan_problem, uniform
+from planner.planning.table import StrategyTable
 from planner.policies import DEFAULT_POLICY
-from planner.predictor import DifficultyPredictor
-from planner.strategy_table import StrategyTable
+from planner.prediction.build_models import default_data_dir
+from planner.prediction.model_store import load_model, resolve_model_path
+from planner.prediction.predictor import DifficultyPredictor
 
 
 def model_load(repeats: int) -> dict:
@@ -39,7 +39,7 @@ def model_load(repeats: int) -> dict:
         DifficultyPredictor.load(path)
         times.append(time.perf_counter() - start)
     cold = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); "
-                           "from planner.model_store import load_model; load_model(); "
+                           "from planner.prediction.model_store import load_model; load_model(); "
                            "print(time.perf_counter() - t)"], capture_output=True, text=True, check=True)
     return {"load_s_median": statistics.median(times), "load_s_max": max(times),
             "cold_import_and_load_s": float(cold.stdout)}
@@ -71,7 +71,7 @@ def batch_plan(path: Path, out: Path) -> dict:
     p = model.predict(texts)
     phases["predict_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    prompt = estimated_prompt_tokens(texts)
+    prompt = estimate_prompt_tokens(texts)
     planned = allocate(p, table, Budget(4), prompt_tokens=prompt)
     uniform(p, table, Budget(4), prompt_tokens=prompt)
     phases["allocate_s"] = time.perf_counter() - mark
@@ -99,7 +99,7 @@ def main() -> None:
         results["batch_in_process"] = batch_plan(source, out)
         if not args.skip_cli:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "planner.cli", "plan", str(source), "--budget", "4",
+            subprocess.run([sys.executable, "-m", "sglang_plugin.cli", "plan", str(source), "--budget", "4",
                             "--output", str(out)], check=True, capture_output=True)
             results["cli_wall_s"] = time.perf_counter() - start
     if args.json:

@@ -30,7 +30,8 @@ import urllib.request
 
 from plugin_support import SimProcess, data_dir, medium_problems
 
-from sglang_plugin import NEEDS_SCORER, STRATEGIES, Endpoint, SolveConfig, StepTagScorer, solve
+from planner.strategies import REGISTRY, planned_strategies
+from sglang_plugin import Endpoint, StepTagScorer, solve
 
 BAR = 0.9
 CHECKED = ("beam_search", "particle_filter")
@@ -98,12 +99,11 @@ def main() -> None:
     args = parser.parse_args()
     data = data_dir(args.data)
     problems = medium_problems(data, args.problems)
-    config = SolveConfig()
     limit = ("--cache-tokens", str(args.cache_tokens)) if args.cache_tokens else ()
     with SimProcess(data, "--seed", str(args.seed), *limit) as policy_url, \
             SimProcess(data, "--seed", str(args.seed)) as reward_url:
-        endpoint = RecordingEndpoint(policy_url, config=config)
-        scorer = StepTagScorer.math_shepherd(reward_url, config=config)
+        endpoint = RecordingEndpoint(policy_url)
+        scorer = StepTagScorer.math_shepherd(reward_url)
 
         def tokenize(texts: list[str]) -> list[list[int]]:
             request = urllib.request.Request(policy_url + "/tokenize", json.dumps({"prompt": texts}).encode(),
@@ -119,13 +119,13 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         verdicts = {}
-        for strategy in STRATEGIES:
+        for strategy in planned_strategies():
             totals = [0, 0, 0, 0]
             for problem in problems:
                 endpoint.flush_cache()
                 endpoint.log = []
                 solve(problem["problem"], strategy, args.budget, endpoint,
-                      scorer if strategy in NEEDS_SCORER else None, config)
+                      scorer if REGISTRY[strategy].needs_reward else None)
                 totals = [a + b for a, b in zip(totals, shareable(endpoint.log, tokenize))]
             requests, prompt, could, cached = totals
             share = cached / could if could else 0.0

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from planner.jsonl import read_jsonl
-from sglang_plugin.results_file import audit
+from sglang_plugin.runs.files import audit
 from sglang_plugin.sim.server import SimServer
 
 RATE_FIELD = "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6"
@@ -61,7 +61,7 @@ def main() -> None:
     failures = []
     with SimServer(data / "outcomes" / "math500_success_rates.jsonl", solutions=data / "math500" / "test.jsonl",
                    rate_field=RATE_FIELD, seed=args.seed) as server:
-        command = [sys.executable, "-m", "planner.cli", "run", "--endpoint", server.url, "--input", str(source),
+        command = [sys.executable, "-m", "sglang_plugin.cli", "run", "--endpoint", server.url, "--input", str(source),
                    "--output", str(output), "--strategy", "majority", "--size", "4",
                    "--concurrency", str(args.concurrency)]
         print(f"{len(problems)} problems, majority@4, concurrency {args.concurrency}, files in {work}")

@@ -38,7 +38,7 @@ def main() -> None:
                for _, r in read_jsonl(data / "math500" / "test.jsonl")][:args.problems]
     source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    server = subprocess.Popen([sys.executable, "-m", "planner.cli", "sim-server", "--port", "0", "--problems",
+    server = subprocess.Popen([sys.executable, "-m", "sglang_plugin.cli", "sim-server", "--port", "0", "--problems",
                                str(data / "outcomes" / "math500_success_rates.jsonl"), "--solutions",
                                str(data / "math500" / "test.jsonl"), "--rate-field", RATE_FIELD],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -50,7 +50,7 @@ def main() -> None:
             for concurrency in args.concurrency.split(","):
                 slug = re.sub(r"[^a-z0-9]+", "-", mode.lower())
                 output = work / f"{slug}-{concurrency}.jsonl"
-                command = [sys.executable, "-m", "planner.cli", "run", "--endpoint", url, "--input", str(source),
+                command = [sys.executable, "-m", "sglang_plugin.cli", "run", "--endpoint", url, "--input", str(source),
                            "--output", str(output), "--concurrency", concurrency, *[e.format(url=url) for e in extra]]
                 started = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True, env=env)

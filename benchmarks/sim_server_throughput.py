@@ -41,7 +41,7 @@ def data_dir(arg: str | None) -> Path:
 
 
 def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-c", "from planner.cli import main; main()", "sim-server", "--port", "0",
+    command = [sys.executable, "-c", "from sglang_plugin.cli.main import main; main()", "sim-server", "--port", "0",
                "--problems", str(data / "outcomes" / "math500_success_rates.jsonl"),
                "--solutions", str(data / "math500" / "test.jsonl"), "--rate-field", RATE_FIELD, *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

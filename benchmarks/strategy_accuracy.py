@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from plugin_support import SimProcess, data_dir, medium_problems
 
-from sglang_plugin import NEEDS_SCORER, STRATEGIES, Endpoint, OutcomeRewardScorer, SolveConfig, StepTagScorer, solve
+from planner.strategies import REGISTRY, planned_strategies
+from sglang_plugin import Endpoint, OutcomeRewardScorer, StepTagScorer, solve
 from sglang_plugin.answers import shared_grouper
 
 
@@ -37,25 +38,24 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     data = data_dir(args.data)
     problems = medium_problems(data, args.problems)
-    config = SolveConfig()
     grouper = shared_grouper()
     started = time.perf_counter()
     print(f"{len(problems)} MATH-500 problems, mean measured pass rate "
           f"{sum(p['sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6'] for p in problems) / len(problems):.3f};"
           f" {args.scorer.upper()} with AUROC {args.auroc}; server seed {args.seed}\n")
     with SimProcess(data, "--seed", str(args.seed), "--reward-auroc", str(args.auroc)) as url:
-        endpoint = Endpoint(url, config=config)
-        scorer = (StepTagScorer.math_shepherd(url, config=config) if args.scorer == "prm"
-                  else OutcomeRewardScorer(url, config=config))
+        endpoint = Endpoint(url)
+        scorer = (StepTagScorer.math_shepherd(url) if args.scorer == "prm"
+                  else OutcomeRewardScorer(url))
         header = f"{'strategy':<16}" + "".join(f"{'N=' + str(b):>8}" for b in budgets) + f"{'tokens@' + str(budgets[-1]):>12}  rises"
         print(header)
         print("-" * len(header))
         with ThreadPoolExecutor(args.threads) as pool:
-            for strategy in STRATEGIES:
+            for strategy in planned_strategies():
                 row, tokens = [], 0.0
                 for budget in ([1] if strategy == "cot" else budgets):
-                    use = scorer if strategy in NEEDS_SCORER else None
-                    results = list(pool.map(lambda p: solve(p["problem"], strategy, budget, endpoint, use, config),
+                    use = scorer if REGISTRY[strategy].needs_reward else None
+                    results = list(pool.map(lambda p: solve(p["problem"], strategy, budget, endpoint, use),
                                             problems))
                     failed = sum(len(r.failed_branches) for r in results)
                     if failed:

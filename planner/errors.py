@@ -20,3 +20,16 @@ class InputError(PlannerError):
 
 class ModelFileError(PlannerError):
     """A model file that is missing, truncated, corrupt or of another format version."""
+
+
+class RunStopped(PlannerError):
+    """A long run stopped before its end (a server down, failure after failure, no progress); everything finished
+    so far is written and the same command resumes it."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a run: `written` of `total` problems are in `output`, nothing partial."""
+
+    def __init__(self, written: int, total: int, output: str = "the output") -> None:
+        super().__init__(f"{written} of {total} problems written")
+        self.written, self.total, self.output = written, total, output

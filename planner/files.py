@@ -29,9 +29,14 @@ _FILE_MODE = 0o666 & ~_umask()  # read once at import, while no other thread can
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it is synced and renamed over `target`, with the
-    permissions a plain open() would have given it (mkstemp's own are owner-only)."""
+    """Yield a temporary path beside `target`; on success it is synced and renamed over `target`, keeping the
+    permissions of the file it replaces, or those a plain open() would have given a new one (mkstemp's own are
+    owner-only)."""
     target = Path(target)
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = _FILE_MODE
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -39,7 +44,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,67 +1,135 @@
-"""Policies and reward models the planner knows by name: sizes for FLOPs, the outcome column its shipped
-predictor was trained on, and the typical length of one sampled solution."""
+"""Policies and reward models by name: sizes for FLOPs, the outcome column a shipped predictor was trained on, the
+typical length of one sampled solution, a reward model's kind and ranking quality.
+
+Known models are looked up by Hugging Face id or bare name. Any other model can be described by its size
+(`policy(name, params=...)`, `tts-planner plan --policy NAME --policy-params 7e9`): it then has no shipped
+predictor (the default policy's is borrowed, and the prediction says so) and gets the default curves of its
+size class.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from planner.errors import InputError
 
+# Reward-model kinds: "outcome" models score finished solutions (scores of prefixes are out of their
+# distribution, so they drive no step-level search), "process" and "step_tag" models score every step.
+REWARD_KINDS = ("outcome", "process", "step_tag")
+# Whether a reward server finds the already-scored part of a partial solution in its prefix cache when it
+# re-scores it one step later: step-tag PRMs run on an ordinary SGLang server (radix cache); Qwen's PRM is
+# served by vLLM as a pooling model, where this stack does not assume prefix caching.
+RESCORE_CACHED = {"outcome": False, "process": False, "step_tag": True}
+# Mean generated tokens of one chain-of-thought sample on MATH for a policy nobody measured: an assumption until
+# a calibration file measures it (Qwen2.5-Math-Instruct answers on MATH run a few hundred tokens; the outcome
+# labels were sampled with a 3000-token cap).
+DEFAULT_TOKENS_PER_SAMPLE = 600
+DEFAULT_RM_QUALITY = 0.8
+
 
 @dataclass(frozen=True)
 class Policy:
+    """A policy model. `known` is False for a policy the user described by name and size."""
+
     name: str
     params: float
-    label_column: str
-    model_file: str
-    tokens_per_sample: int
+    tokens_per_sample: int = DEFAULT_TOKENS_PER_SAMPLE
+    label_column: str | None = None  # the outcome column its shipped predictor was trained on
+    model_file: str | None = None  # its shipped predictor's file stem
+    known: bool = True
 
 
 @dataclass(frozen=True)
 class RewardModel:
+    """A reward model: its size (None: unknown, so FLOPs are unknown), its kind, and how well it ranks candidates
+    (`quality`, a factor on the gain and rate of every strategy it drives)."""
+
     name: str
-    params: float
+    params: float | None
     kind: str
+    quality: float = DEFAULT_RM_QUALITY
+    known: bool = True
+
+    @property
+    def rescore_cached(self) -> bool:
+        return RESCORE_CACHED[self.kind]
 
 
-# tokens_per_sample: mean generated tokens of one chain-of-thought sample on MATH. An assumption until a
-# calibration file measures it for the serving stack (Qwen2.5-Math-Instruct answers on MATH run a few
-# hundred tokens; the outcome labels were sampled with a 3000-token cap).
 POLICIES: dict[str, Policy] = {p.name: p for p in (
-    Policy("Qwen/Qwen2.5-Math-1.5B-Instruct", 1.54e9,
-           "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-math-1.5b-instruct", 600),
-    Policy("Qwen/Qwen2.5-Math-7B-Instruct", 7.62e9,
-           "sr__Qwen-Qwen2.5-Math-7B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-math-7b-instruct", 600),
-    Policy("Qwen/Qwen2.5-7B-Instruct", 7.62e9,
-           "sr__Qwen-Qwen2.5-7B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-7b-instruct", 650),
+    Policy("Qwen/Qwen2.5-Math-1.5B-Instruct", 1.54e9, 600,
+           "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-math-1.5b-instruct"),
+    Policy("Qwen/Qwen2.5-Math-7B-Instruct", 7.62e9, 600,
+           "sr__Qwen-Qwen2.5-Math-7B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-math-7b-instruct"),
+    Policy("Qwen/Qwen2.5-7B-Instruct", 7.62e9, 650,
+           "sr__Qwen-Qwen2.5-7B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-7b-instruct"),
 )}
 DEFAULT_POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 
+# quality: the ordering follows arXiv 2501.07301 (ProcessBench and best-of-8 comparisons: Qwen2.5-Math-PRM-7B
+# well ahead of Math-Shepherd and the RLHFlow PRMs) and 2502.06703 (the PRM shifts the optimal strategy); the
+# factors themselves are my choice. Qwen2.5-Math-RM-72B is the outcome model behind the replay file's scores.
 REWARD_MODELS: dict[str, RewardModel] = {r.name: r for r in (
-    RewardModel("Qwen/Qwen2.5-Math-RM-72B", 72.7e9, "outcome"),
-    RewardModel("Qwen/Qwen2.5-Math-PRM-7B", 7.62e9, "process"),
-    RewardModel("peiyi9979/math-shepherd-mistral-7b-prm", 7.24e9, "step_tag"),
-    RewardModel("RLHFlow/Llama3.1-8B-PRM-Deepseek-Data", 8.03e9, "step_tag"),
+    RewardModel("Qwen/Qwen2.5-Math-RM-72B", 72.7e9, "outcome", quality=1.0),
+    RewardModel("Qwen/Qwen2.5-Math-PRM-7B", 7.62e9, "process", quality=1.0),
+    RewardModel("peiyi9979/math-shepherd-mistral-7b-prm", 7.24e9, "step_tag", quality=0.7),
+    RewardModel("RLHFlow/Llama3.1-8B-PRM-Deepseek-Data", 8.03e9, "step_tag", quality=0.75),
 )}
 
 
 def _key(name: str) -> str:
-    return name.strip().lower().rsplit("/", 1)[-1]
+    return name.strip().lower().rstrip("/").rsplit("/", 1)[-1]
 
 
-def resolve(name: str, registry: dict, kind: str):
-    """Look a model up by its Hugging Face id or its bare name, ignoring case."""
+def _lookup(name: str, registry: dict):
     wanted = _key(name)
-    for entry_name, entry in registry.items():
-        if _key(entry_name) == wanted:
-            return entry
-    known = ", ".join(registry)
-    raise InputError(f"unknown {kind} '{name}'; known: {known}")
+    return next((entry for entry_name, entry in registry.items() if _key(entry_name) == wanted), None)
 
 
-def policy(name: str) -> Policy:
-    return resolve(name, POLICIES, "policy")
+def check_params(params: object, what: str) -> float:
+    if isinstance(params, bool) or not isinstance(params, (int, float)) or not math.isfinite(params) or params <= 0:
+        raise InputError(f"must be a positive number of parameters (e.g. 7e9), got {params!r}", field=what)
+    return float(params)
 
 
-def reward_model(name: str) -> RewardModel:
-    return resolve(name, REWARD_MODELS, "reward model")
+def policy(name: str, params: float | None = None) -> Policy:
+    """A known policy by Hugging Face id or bare name (ignoring case), or one described by its size."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"expected a policy name, got {name!r}", field="policy")
+    found = _lookup(name, POLICIES)
+    if found is not None:
+        return found if params is None else Policy(found.name, check_params(params, "policy_params"),
+                                                   found.tokens_per_sample, found.label_column, found.model_file)
+    if params is None:
+        raise InputError(f"unknown policy '{name}'; known: {', '.join(POLICIES)}. To plan for another policy, give "
+                         "its size (--policy-params, e.g. 7e9): it then borrows the default curves of its size class",
+                         field="policy")
+    return Policy(name.strip(), check_params(params, "policy_params"), known=False)
+
+
+def known_policy(name: str | None) -> Policy | None:
+    """The registry's entry for a name (e.g. a server's model path), or None."""
+    return _lookup(name, POLICIES) if isinstance(name, str) and name.strip() else None
+
+
+def known_reward_model(name: str | None) -> RewardModel | None:
+    return _lookup(name, REWARD_MODELS) if isinstance(name, str) and name.strip() else None
+
+
+def reward_model(name: str, params: float | None = None, kind: str | None = None) -> RewardModel:
+    """A known reward model by name, or one described by its kind (and size, for FLOPs)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"expected a reward model name, got {name!r}", field="reward_model")
+    found = _lookup(name, REWARD_MODELS)
+    if found is not None:
+        return found
+    if kind is None:
+        raise InputError(f"unknown reward model '{name}'; known: {', '.join(REWARD_MODELS)}. To use another one, "
+                         f"say its kind ({', '.join(REWARD_KINDS)})", field="reward_model")
+    return described_reward_model(name.strip(), kind, params)
+
+
+def described_reward_model(name: str, kind: str, params: float | None = None) -> RewardModel:
+    if kind not in REWARD_KINDS:
+        raise InputError(f"unknown reward model kind {kind!r}; known: {', '.join(REWARD_KINDS)}", field="reward_kind")
+    return RewardModel(name, None if params is None else check_params(params, "reward_params"), kind, known=False)

@@ -1,5 +1,5 @@
-"""SGLang frontend programs that carry out the planner's strategies, their reward-model scorers, and a
-stand-in server that speaks SGLang's HTTP protocol.
+"""SGLang frontend programs that carry out the planner's strategies, their reward-model scorers, the batch runner
+and the command line (and, in `sglang_plugin.sim`, a stand-in server that speaks SGLang's HTTP protocol).
 
 The names below load on first use, so importing the package (or its light modules such as `answers`)
 does not import sglang until a program, endpoint or scorer is needed.
@@ -11,17 +11,20 @@ import importlib
 
 _EXPORTS = {
     "solve": "sglang_plugin.solve",
-    "STRATEGIES": "sglang_plugin.programs",
-    "NEEDS_SCORER": "sglang_plugin.programs",
     "run_strategy": "sglang_plugin.programs",
     "program_for": "sglang_plugin.programs",
+    "Planning": "sglang_plugin.programs.planning",
     "SolveConfig": "sglang_plugin.config",
-    "SolveResult": "sglang_plugin.result",
-    "Branch": "sglang_plugin.result",
-    "Vote": "sglang_plugin.result",
-    "Endpoint": "sglang_plugin.endpoint",
-    "EndpointError": "sglang_plugin.endpoint",
-    "CostLedger": "sglang_plugin.endpoint",
+    "SamplingConfig": "sglang_plugin.config",
+    "SearchConfig": "sglang_plugin.config",
+    "GradingConfig": "sglang_plugin.config",
+    "TransportConfig": "sglang_plugin.transport.http",
+    "SolveResult": "sglang_plugin.programs.result",
+    "Branch": "sglang_plugin.programs.result",
+    "Vote": "sglang_plugin.programs.result",
+    "Endpoint": "sglang_plugin.transport.endpoint",
+    "EndpointError": "sglang_plugin.transport.http",
+    "CostLedger": "sglang_plugin.transport.ledger",
     "Scorer": "sglang_plugin.scorers",
     "OutcomeRewardScorer": "sglang_plugin.scorers",
     "StepTagScorer": "sglang_plugin.scorers",
@@ -30,13 +33,11 @@ _EXPORTS = {
     "make_scorer": "sglang_plugin.scorers",
     "extract_answer": "sglang_plugin.answers",
     "AnswerGrouper": "sglang_plugin.answers",
-    "AdaptivePlanner": "sglang_plugin.adaptive",
-    "adaptive_program": "sglang_plugin.adaptive",
-    "run_adaptive": "sglang_plugin.adaptive",
-    "RewardEvidence": "sglang_plugin.posterior",
-    "BetaPrior": "sglang_plugin.posterior",
-    "Posterior": "sglang_plugin.posterior",
-    "fit_prior_strength": "sglang_plugin.posterior",
+    "AdaptiveConfig": "planner.adaptive",
+    "RewardEvidence": "planner.belief.evidence",
+    "BetaPrior": "planner.belief.posterior",
+    "Posterior": "planner.belief.posterior",
+    "fit_prior_strength": "planner.belief.posterior",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,17 +20,29 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
-
-from sglang_plugin.result import Vote
 
 _BOX = re.compile(r"\\(?:boxed|fbox)")
 # Spacing and sizing commands that never change a value.
 _PRESENTATION = re.compile(r"\\left|\\right|\\[!,;: ]|\$|\s+")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
 _RATIONAL = re.compile(r"([-+]?)(?:(\d+)|\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
+
+
+@dataclass
+class Vote:
+    """One group of equivalent answers."""
+
+    answer: str  # the group's first answer, as written by the policy
+    branches: list[int]
+    score: float  # branch count (majority) or summed reward / weight
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 
 def extract_answer(text: str) -> str | None:

@@ -36,37 +36,29 @@ from pathlib import Path
 
 import numpy as np
 
+from planner.adaptive import AdaptiveConfig
+from planner.cost import Cost
 from planner.difficulty import BINS, difficulty_bin
-from planner.errors import InputError, PlannerError
+from planner.errors import InputError, PlannerError, RunInterrupted
 from planner.files import atomic_path, sha256_of
 from planner.jsonl import SkipLog
-from planner.policies import policy as find_policy
-from planner.policies import reward_model as find_reward_model
-from planner.strategy_table import (
+from planner.planning.calibration import (
     CALIBRATION_FORMAT,
     CALIBRATION_VERSION,
-    KIND_STRATEGIES,
-    REWARD_STRATEGIES,
-    STRATEGIES,
-    STRATEGY_SIZES,
     Calibration,
-    StrategyTable,
     load_calibration,
     parse_calibration,
 )
-from sglang_plugin.batch import (
-    ForcedSolver,
-    RunInterrupted,
-    RunSettings,
-    connect,
-    health_check,
-    load_predictor,
-    predictions_of,
-)
-from sglang_plugin.results_file import RunFiles
-from sglang_plugin.run_input import RunProblem, read_run_problems
-from sglang_plugin.run_records import Judge
-from sglang_plugin.runner import BatchRunner
+from planner.planning.table import StrategyTable
+from planner.policies import reward_model as find_reward_model
+from planner.records import ResultLine
+from planner.strategies import DEFAULT_BEAM_WIDTH, REGISTRY, planned_strategies
+from sglang_plugin.runs.batch import Solver, connect, health_check, planning_for, predict_all
+from sglang_plugin.runs.files import RunFiles
+from sglang_plugin.runs.problems import RunProblem, read_run_problems
+from sglang_plugin.runs.results import Judge
+from sglang_plugin.runs.runner import BatchRunner
+from sglang_plugin.runs.settings import RunSettings
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16)
 
@@ -87,14 +79,16 @@ class Arm:
         return base if self.reward_model is None else f"{base}~{self.reward_model.rsplit('/', 1)[-1]}"
 
 
-def sweep_arms(strategies: Sequence[str], sizes: Sequence[int], reward_model: str | None) -> list[Arm]:
+def sweep_arms(strategies: Sequence[str], sizes: Sequence[int], reward_model: str | None,
+               beam_width: int = DEFAULT_BEAM_WIDTH) -> list[Arm]:
     """The arms to run, cot first (its runs price the cold prompt of every later run). A strategy runs at
     each requested size the planner offers for it (majority from 3, beam search and DVTS in multiples of the
     beam width); cot always runs, at size 1."""
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    known = planned_strategies()
+    unknown = [s for s in strategies if s not in known]
     if unknown:
         raise InputError(f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known: "
-                         f"{', '.join(STRATEGIES)}", field="strategies")
+                         f"{', '.join(known)}", field="strategies")
     if not sizes or any(n < 1 for n in sizes):
         raise InputError(f"sizes must be positive integers, got {list(sizes)}", field="sizes")
     rm = find_reward_model(reward_model) if reward_model else None
@@ -102,19 +96,22 @@ def sweep_arms(strategies: Sequence[str], sizes: Sequence[int], reward_model: st
     for name in dict.fromkeys(strategies):
         if name == "cot":
             continue
-        if name in REWARD_STRATEGIES:
+        spec = REGISTRY[name]
+        if spec.needs_reward:
             if rm is None:
                 raise InputError(f"{name} ranks branches with a reward model: give --reward-endpoint and "
                                  "--reward-model", field="reward_model")
-            if name not in KIND_STRATEGIES[rm.kind]:
+            if not spec.driven_by(rm.kind):
+                drives = [s for s in known if REGISTRY[s].needs_reward and REGISTRY[s].driven_by(rm.kind)]
                 raise InputError(f"the {rm.kind} reward model {rm.name} cannot drive {name} (it drives "
-                                 f"{', '.join(sorted(KIND_STRATEGIES[rm.kind]))})", field="strategies")
-        offered = [n for n in dict.fromkeys(sizes) if n in STRATEGY_SIZES[name]]
+                                 f"{', '.join(drives)})", field="strategies")
+        offered_sizes = spec.sizes(beam_width)
+        offered = [n for n in dict.fromkeys(sizes) if n in offered_sizes]
         if not offered:
             raise InputError(f"none of the sizes {', '.join(map(str, sizes))} is one the planner offers for {name} "
-                             f"(from {STRATEGY_SIZES[name][0]}: {', '.join(map(str, STRATEGY_SIZES[name][:6]))}, ...)",
+                             f"(from {offered_sizes[0]}: {', '.join(map(str, offered_sizes[:6]))}, ...)",
                              field="sizes")
-        arms += [Arm(name, n, rm.name if name in REWARD_STRATEGIES else None) for n in sorted(offered)]
+        arms += [Arm(name, n, rm.name if spec.needs_reward else None) for n in sorted(offered)]
     return arms
 
 
@@ -123,7 +120,7 @@ def default_strategies(reward_model: str | None) -> list[str]:
     names = ["cot", "majority"]
     if reward_model:
         kind = find_reward_model(reward_model).kind
-        names += [s for s in STRATEGIES if s in KIND_STRATEGIES[kind]]
+        names += [s for s in planned_strategies() if REGISTRY[s].needs_reward and REGISTRY[s].driven_by(kind)]
     return names
 
 
@@ -138,30 +135,30 @@ class Measured:
     left_out: dict[str, int] = field(default_factory=dict)  # arm name -> failed runs left out
 
 
-def measure(lines_by_arm: Mapping[Arm, Iterable[dict]], pass_at_1: Mapping[str, float], policy: str) -> Measured:
-    """Points per arm and difficulty bin from the arms' result lines (contract 2 of the runner).
+def measure(lines_by_arm: Mapping[Arm, Iterable[ResultLine]], pass_at_1: Mapping[str, float], policy: str) -> Measured:
+    """Points per arm and difficulty bin from the arms' result lines.
 
     `pass_at_1` holds the predicted pass@1 of every dev problem by problem id.
     """
-    lines = {arm: [x for x in arm_lines if x.get("problem_id") in pass_at_1] for arm, arm_lines in lines_by_arm.items()}
+    lines = {arm: [x for x in arm_lines if x.problem_id in pass_at_1] for arm, arm_lines in lines_by_arm.items()}
     cot = next((arm for arm in lines if arm.strategy == "cot"), None)
     if cot is None:
         raise InputError("the sweep needs the cot arm: it prices the cold prompt and the unit of budget",
                          field="strategies")
-    cold_prompt = {x["problem_id"]: _uncached(x["cost"]) for x in lines[cot] if x.get("status") == "ok"}
+    cold_prompt = {x.problem_id: _uncached(x.cost) for x in lines[cot] if x.status == "ok"}
     if not cold_prompt:
         raise PlannerError("no cot run finished, so nothing can be calibrated; see the errors in the runs folder")
     points, left_out = [], {}
     for arm, arm_lines in lines.items():
-        ok = [x for x in arm_lines if x.get("status") == "ok" and "correct" in x]
+        ok = [x for x in arm_lines if x.status == "ok" and x.correct is not None]
         left_out[arm.name] = len(arm_lines) - len(ok)
         by_bin: dict[str, list[tuple[float, bool, float]]] = defaultdict(list)
         for x in ok:
-            p = round(float(pass_at_1[x["problem_id"]]), 6)
-            tokens = float(x["cost"]["tokens"])
+            p = round(float(pass_at_1[x.problem_id]), 6)
+            tokens = float(x.cost.tokens)
             if arm.strategy != "cot":
-                tokens += min(cold_prompt.get(x["problem_id"], 0), int(x["cost"].get("cached_tokens", 0)))
-            by_bin[difficulty_bin(p)].append((p, bool(x["correct"]), tokens))
+                tokens += min(cold_prompt.get(x.problem_id, 0), int(x.cost.cached_tokens))
+            by_bin[difficulty_bin(p)].append((p, bool(x.correct), tokens))
         for bin_name in BINS:
             rows = by_bin.get(bin_name)
             if not rows:
@@ -171,14 +168,14 @@ def measure(lines_by_arm: Mapping[Arm, Iterable[dict]], pass_at_1: Mapping[str, 
                            "bin": bin_name, "size": arm.size, "accuracy": round(sum(correct) / len(correct), 6),
                            "tokens": round(float(np.mean(tokens)), 1), "problems": len(rows),
                            "pass_at_1": list(ps)})
-    cot_ok = [x for x in lines[cot] if x.get("status") == "ok"]
-    meta = {policy: {"tokens_per_sample": round(float(np.mean([x["cost"]["completion_tokens"] for x in cot_ok])), 1),
+    cot_ok = [x for x in lines[cot] if x.status == "ok"]
+    meta = {policy: {"tokens_per_sample": round(float(np.mean([x.cost.completion_tokens for x in cot_ok])), 1),
                      "prompt_tokens": round(float(np.mean(list(cold_prompt.values()))), 1)}}
     return Measured(points, meta, left_out)
 
 
-def _uncached(cost: dict) -> int:
-    return int(cost.get("prompt_tokens", 0)) - int(cost.get("cached_tokens", 0))
+def _uncached(cost: Cost) -> int:
+    return int(cost.prompt_tokens - cost.cached_tokens)
 
 
 def calibration_document(measured: Measured, notes: dict) -> dict:
@@ -257,7 +254,8 @@ class CalibrateSettings:
 
     def arms(self) -> list[Arm]:
         rm = self.run.reward_model_name if self.run.scorer_kind != "none" else None
-        return sweep_arms(self.strategies or default_strategies(rm), self.sizes, rm)
+        return sweep_arms(self.strategies or default_strategies(rm), self.sizes, rm,
+                          self.run.config.search.beam_width)
 
 
 @dataclass
@@ -284,18 +282,18 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
                          path=str(base.input), line=unlabeled.line, field=base.answer_field)
     endpoint, scorer = connect(base)
     served = endpoint.model_info["model_path"]
-    policy = _policy_name(settings.policy or served, given=settings.policy is not None)
-    predictor, predictor_path = load_predictor(base, policy)
-    predictions = predictions_of(predictor, predictor_path, problems)
-    judge = Judge(base.config.answer_timeout, base.config.answer_workers)
+    planning = planning_for(replace(base, policy=settings.policy or base.policy))
+    policy = planning.policy_of(served).name
+    predictions, predictor_path = predict_all(planning, served, problems)
+    judge = Judge(base.config.grading.answer_timeout, base.config.grading.answer_workers)
     folder = settings.runs_folder
     notes: list[str] = []
-    lines_by_arm: dict[Arm, list[dict]] = {}
+    lines_by_arm: dict[Arm, list[ResultLine]] = {}
     for i, arm in enumerate(arms, start=1):
         echo(f"[{i}/{len(arms)}] {arm.name}")
-        lines_by_arm[arm] = _run_arm(arm, base, folder, served, problems, endpoint, scorer, predictions, judge, notes,
-                                     echo)
-    pass_at_1 = {pid: prediction["pass_at_1"] for pid, prediction in predictions.items()}
+        lines_by_arm[arm] = _run_arm(arm, base, folder, served, problems, endpoint, scorer, planning, predictions,
+                                     judge, notes, echo)
+    pass_at_1 = {pid: prediction.pass_at_1 for pid, prediction in predictions.items()}
     measured = measure(lines_by_arm, pass_at_1, policy)
     rm = next((arm.reward_model for arm in arms if arm.reward_model), None)
     document = calibration_document(measured, {
@@ -310,33 +308,24 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
     return CalibrationResult(calibration, measured, fit, table, arms, notes, skip)
 
 
-def _policy_name(name: str, *, given: bool) -> str:
-    try:
-        return find_policy(name).name
-    except InputError as exc:
-        hint = "" if given else (f" The server reports the model '{name}'; pass --policy with the known policy it "
-                                 "serves.")
-        raise InputError(f"{exc.reason}.{hint}", field="policy") from None
-
-
 def _run_arm(arm: Arm, base: RunSettings, folder: Path, served: str, problems: list[RunProblem], endpoint, scorer,
-             predictions: dict, judge: Judge, notes: list[str], echo) -> list[dict]:
-    settings = replace(base, strategy=arm.strategy, size=arm.size, output=folder / f"{arm.name}.jsonl", outcomes=None)
+             planning, predictions: dict, judge: Judge, notes: list[str], echo) -> list[ResultLine]:
+    settings = replace(base, strategy=arm.strategy, size=arm.size, output=folder / f"{arm.name}.jsonl", outcomes=None,
+                       adaptive=AdaptiveConfig(), calibration=None, max_budget=None, target_confidence=None)
     if arm.reward_model is None:  # the same runs whatever reward model is served: shareable across calibrations
         settings = replace(settings, scorer="none", reward_endpoint=None, reward_model=None, reward_options={})
-    solver = ForcedSolver(arm.strategy, arm.size, endpoint, scorer if arm.reward_model else None, base.config,
-                          predictions)
+    solver = Solver(settings, endpoint, scorer if arm.reward_model else None, planning, predictions)
     with RunFiles(settings.output, settings.outcomes_path, settings.identity(served, None),
                   overwrite=base.overwrite, retry_failed=base.retry_failed) as files:
         for note in files.notes:
             echo(f"  {note}")
             notes.append(f"{arm.name}: {note}")
         runner = BatchRunner(solver, files, judge, policy=served, concurrency=base.concurrency,
-                             health=health_check(endpoint, base.reward_endpoint, base.config),
+                             health=health_check(endpoint, base.reward_endpoint, base.transport),
                              max_failures_in_a_row=base.max_failures_in_a_row, retry_delay=base.retry_delay,
                              answer_field=base.answer_field, progress=base.progress)
         try:
             runner.run(problems)
         except KeyboardInterrupt as exc:
-            raise RunInterrupted(len(files.finished), len(problems)) from exc
+            raise RunInterrupted(len(files.finished), len(problems), str(settings.output)) from exc
         return list(files.finished.values())

@@ -1,80 +1,145 @@
-"""The one config object for running a strategy: prompt, step rules, search sizes, answer grouping and the
-HTTP policy. `budget` (the number of samples N) is not here: it is what the planner varies per problem."""
+"""The one config object for running a strategy, in sections that each have one home:
+
+- `SamplingConfig`: the prompt and how each sample is drawn (temperature, caps);
+- `SearchConfig`: how step-level search and selection work (steps, beam width, particle filter, aggregation);
+- `GradingConfig`: how answers are compared (time limits, worker processes).
+
+HTTP and transport settings belong to the endpoint and the scorers (sglang_plugin.transport.TransportConfig),
+the adaptive policy's to planner.adaptive.AdaptiveConfig. `budget` (the size N) is not here: it is what the
+planner varies per problem.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from dataclasses import asdict, dataclass, field, fields
 
 from planner.errors import InputError
+from planner.strategies import DEFAULT_BEAM_WIDTH
 
 # The instruction the outcome labels in shared/data were sampled with (see its README).
 DEFAULT_INSTRUCTION = " Let's think step by step and output the final answer within \\boxed{}."
+# The temperature the shipped predictor's labels were measured at (k=50, T=0.6): sampling at another
+# temperature changes pass@1, so the prior would be off.
+DEFAULT_TEMPERATURE = 0.6
 AGGREGATIONS = ("last", "min", "prod", "mean")
 PF_SELECTIONS = ("weighted_vote", "max_weight")
 
 
 @dataclass(frozen=True)
-class SolveConfig:
-    """Everything a strategy needs besides the problem, the budget and the scorer."""
+class SamplingConfig:
+    """The prompt (user turn = problem + instruction inside the policy's chat template) and one sample's draw."""
 
-    # Prompt: user turn = problem + instruction inside the policy's chat template.
     instruction: str = DEFAULT_INSTRUCTION
     system_prompt: str | None = None  # None: the chat template's default system prompt
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = 1.0
+    max_tokens: int = 3000  # generated tokens per sample (per branch in a search)
 
-    # Steps and caps, per branch.
+    def __post_init__(self) -> None:
+        _number(self, "temperature", low=0.0)
+        _number(self, "top_p", low=0.0, strict=True, high=1.0)
+        _positive_int(self, "max_tokens")
+        if not isinstance(self.instruction, str):
+            raise InputError(f"must be text, got {self.instruction!r}", field="instruction")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise InputError(f"must be text or null, got {self.system_prompt!r}", field="system_prompt")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Step-level search and selection."""
+
     step_delimiter: str = "\n\n"
     max_step_tokens: int = 512
     max_steps: int = 40
-    max_tokens: int = 3000
-    temperature: float = 0.7
-    top_p: float = 1.0
-
-    # Search sizes and selection.
-    beam_width: int = 4  # M: beams kept by beam_search; candidates per DVTS subtree
+    beam_width: int = DEFAULT_BEAM_WIDTH  # M: beams kept by beam_search; candidates per DVTS subtree
     aggregation: str = "last"  # how step scores become one trajectory score
     pf_temperature: float = 1.0  # T in softmax(logit(reward) / T)
     pf_ess_threshold: float = 0.5  # resample when ESS < threshold * particles
     pf_selection: str = "weighted_vote"
     seed: int = 0  # the program's own randomness (particle resampling)
 
-    # Answer grouping.
-    answer_timeout: float = 5.0  # seconds per math-verify comparison
-    answer_workers: int = 1  # processes that run math-verify
-
-    # HTTP policy for the policy server and every reward server (see endpoint.py).
-    connect_timeout: float = 5.0
-    read_timeout: float = 600.0
-    max_retries: int = 3
-    backoff_initial: float = 0.5
-    backoff_max: float = 8.0
-
     def __post_init__(self) -> None:
-        positive = ("max_step_tokens", "max_steps", "max_tokens", "beam_width", "pf_temperature",
-                    "answer_timeout", "answer_workers", "connect_timeout", "read_timeout")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise InputError(f"must be > 0, got {getattr(self, name)!r}", field=name)
-        for name in ("max_retries", "backoff_initial", "backoff_max", "temperature"):
-            if getattr(self, name) < 0:
-                raise InputError(f"must be >= 0, got {getattr(self, name)!r}", field=name)
-        if not 0 < self.top_p <= 1:
-            raise InputError(f"must be in (0, 1], got {self.top_p!r}", field="top_p")
-        if not 0 <= self.pf_ess_threshold <= 1:
-            raise InputError(f"must be in [0, 1], got {self.pf_ess_threshold!r}", field="pf_ess_threshold")
-        if not self.step_delimiter:
-            raise InputError("must not be empty", field="step_delimiter")
+        for name in ("max_step_tokens", "max_steps", "beam_width"):
+            _positive_int(self, name)
+        _number(self, "pf_temperature", low=0.0, strict=True)
+        _number(self, "pf_ess_threshold", low=0.0, high=1.0)
+        if not isinstance(self.step_delimiter, str) or not self.step_delimiter:
+            raise InputError("must be non-empty text", field="step_delimiter")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InputError(f"must be an integer, got {self.seed!r}", field="seed")
         _choice("aggregation", self.aggregation, AGGREGATIONS)
         _choice("pf_selection", self.pf_selection, PF_SELECTIONS)
 
-    def with_(self, **changes) -> SolveConfig:
-        """A copy with some fields changed (validated again)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise InputError(f"unknown config field(s): {', '.join(sorted(unknown))}")
-        return replace(self, **changes)
+
+@dataclass(frozen=True)
+class GradingConfig:
+    """Answer comparison: seconds per math-verify comparison and the worker processes that run it."""
+
+    answer_timeout: float = 5.0
+    answer_workers: int = 1
+
+    def __post_init__(self) -> None:
+        _number(self, "answer_timeout", low=0.0, strict=True)
+        _positive_int(self, "answer_workers")
+
+
+@dataclass(frozen=True)
+class SolveConfig:
+    """Everything a strategy needs besides the problem, the budget, the endpoint and the scorer."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    grading: GradingConfig = field(default_factory=GradingConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "config") -> SolveConfig:
+        """From {"sampling": {...}, "search": {...}, "grading": {...}}; unknown sections or fields, and values
+        of the wrong type, are InputErrors naming `where` and the field."""
+        if not isinstance(data, dict):
+            raise InputError(f"expected a JSON object of sections, got {type(data).__name__}", path=where)
+        sections = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise InputError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(sections)}", path=where,
+                             field=unknown[0])
+        kinds = {"sampling": SamplingConfig, "search": SearchConfig, "grading": GradingConfig}
+        return cls(**{name: section(kinds[name], data[name], where, name) for name in data})
+
+
+def section(kind, values: object, where: str, name: str):
+    """A config section from a JSON object, with errors naming the file and `name.field`."""
+    if not isinstance(values, dict):
+        raise InputError(f"expected an object, got {type(values).__name__}", path=where, field=name)
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", path=where,
+                         field=f"{name}.{unknown[0]}")
+    try:
+        return kind(**values)
+    except InputError as exc:
+        raise InputError(exc.reason, path=where, field=f"{name}.{exc.field}") from None
+
+
+def _positive_int(obj, name: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"must be a positive integer, got {value!r}", field=name)
+
+
+def _number(obj, name: str, *, low: float = -math.inf, high: float = math.inf, strict: bool = False) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"must be a finite number, got {value!r}", field=name)
+    if value < low or value > high or (strict and value <= low):
+        bound = f"> {low}" if strict and high == math.inf else f"in [{low}, {high}]" if high != math.inf \
+            else f">= {low}"
+        raise InputError(f"must be {bound}, got {value!r}", field=name)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

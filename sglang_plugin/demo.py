@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from planner.allocation import Budget, uniform
 from planner.difficulty import BINS
-from planner.model_store import load_model
+from planner.planning.allocation import Budget, uniform
+from planner.planning.table import StrategyTable
 from planner.policies import DEFAULT_POLICY
-from planner.strategy_table import StrategyTable
-from sglang_plugin.batch import USUAL_REWARD_MODEL, RunReport, RunSettings, run_batch
+from planner.prediction.model_store import load_model
+from sglang_plugin.runs.batch import RunReport, run_batch
+from sglang_plugin.runs.settings import RunSettings
 from sglang_plugin.sim.server import SimServer
 
 SAMPLE = "math500_sample.jsonl"
@@ -51,20 +52,20 @@ def run_demo(folder: Path | None = None, *, problems: int = 100, budget: int = 8
     records = [json.loads(line) for line in sample_path().read_text(encoding="utf-8").splitlines()][:problems]
     source = folder / "problems.jsonl"
     source.write_text("".join(json.dumps({k: r[k] for k in INPUT_FIELDS}) + "\n" for r in records), encoding="utf-8")
-    rm = USUAL_REWARD_MODEL.get(scorer)
-    table = StrategyTable.default(DEFAULT_POLICY, rm)
-    pass_at_1 = load_model(DEFAULT_POLICY).predict([r["problem"] for r in records])
-    best = uniform(pass_at_1, table, Budget(budget))[0]
-    baseline = f"{best.strategy}@{best.size}"
     with SimServer(sample_path(), seed=seed) as server:
         echo(f"SIMULATED SGLang server (no model, no GPU) at {server.url}: it answers each of {len(records)} MATH-500 "
              f"problems at the success rate {DEFAULT_POLICY} measured on it (50 samples); "
              + ("rewards are synthetic." if scorer != "none" else "no reward model."))
         common = dict(endpoint=server.url, input=source, budget=budget, concurrency=concurrency, progress=progress,
-                      reward_endpoint=server.url if scorer != "none" else None, scorer=scorer)
+                      scorer=scorer, reward_endpoint=server.url if scorer != "none" else None)
+        settings = RunSettings(output=folder / "adaptive.jsonl", **common)
+        table = StrategyTable.default(DEFAULT_POLICY, settings.reward_model_name)
+        pass_at_1 = load_model(DEFAULT_POLICY).predict([r["problem"] for r in records])
+        best = uniform(pass_at_1, table, Budget(budget))[0]
+        baseline = f"{best.strategy}@{best.size}"
         echo(f"adaptive: the planner predicts each problem's difficulty, probes it, and spends {budget} samples per "
              "problem on average where they buy the most")
-        adaptive = run_batch(RunSettings(output=folder / "adaptive.jsonl", **common), echo=echo)
+        adaptive = run_batch(settings, echo=echo)
         echo(f"uniform: {baseline} for every problem, the best single strategy for the batch at the same budget")
         same = run_batch(RunSettings(output=folder / "uniform.jsonl", strategy=best.strategy, size=best.size, **common),
                          echo=echo)

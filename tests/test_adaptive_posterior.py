@@ -1,4 +1,4 @@
-"""The adaptive planner's belief (sglang_plugin.posterior): the prior strength, how agreement and reward evidence
+"""The adaptive planner's belief (planner.belief.posterior): the prior strength, how agreement and reward evidence
 move it, its bounds, a check of the exact update against simulation of its own generative model, and the
 fits of its parameters."""
 
@@ -8,16 +8,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from planner.belief.evidence import LOG_RATIO_CLIP, RewardEvidence
+from planner.belief.posterior import PRIOR_STRENGTH, BetaPrior, crp_log_probability, fit_prior_strength, update
 from planner.errors import InputError
-from sglang_plugin.posterior import (
-    LOG_RATIO_CLIP,
-    PRIOR_STRENGTH,
-    BetaPrior,
-    RewardEvidence,
-    crp_log_probability,
-    fit_prior_strength,
-    update,
-)
 
 
 def test_without_samples_the_belief_is_the_prior():

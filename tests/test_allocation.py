@@ -8,11 +8,16 @@ import itertools
 import numpy as np
 import pytest
 
-from planner.allocation import Budget, allocate, check_pass_at_1, plan_each, plan_problem, uniform
+from planner.cost import CostModel
 from planner.errors import InputError
-from planner.plan import compare, format_comparison
+from planner.planning.allocation import Budget, allocate, check_pass_at_1, plan_each, plan_problem, uniform
+from planner.planning.curves import Curve
+from planner.planning.plan import compare, format_comparison
+from planner.planning.table import StrategyTable
 from planner.policies import policy
-from planner.strategy_table import REWARD_STRATEGIES, CostModel, Curve, StrategyTable
+from planner.strategies import REGISTRY
+
+REWARD_STRATEGIES = {name for name, spec in REGISTRY.items() if spec.needs_reward}
 
 SMALL = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 PRM = "Qwen/Qwen2.5-Math-PRM-7B"

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from programs_support import sim_stats
-from report_support import markdown_tables, png_size
+from conftest import ONE_RETRY as FAST
+from conftest import markdown_tables, png_size, sim_stats
 
-from planner.cli import main
+from planner.cost import Cost
 from planner.difficulty import difficulty_bin
 from planner.errors import InputError, PlannerError
+from planner.planning.table import StrategyTable, load_calibration
+from planner.records import ResultLine
 from planner.report import make_report
-from planner.strategy_table import StrategyTable, load_calibration
-from sglang_plugin.batch import RunSettings
 from sglang_plugin.calibrate import (
     Arm,
     CalibrateSettings,
@@ -29,14 +29,14 @@ from sglang_plugin.calibrate import (
     weighted_error,
     write_calibration,
 )
-from sglang_plugin.config import SolveConfig
+from sglang_plugin.cli.main import main
+from sglang_plugin.runs.settings import RunSettings
 from sglang_plugin.sim.server import SimServer
 
 POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 ORM = "Qwen/Qwen2.5-Math-RM-72B"
 # The demo's MATH-500 sample: problem, answer and the measured pass rate of the policy the stand-in serves.
 SAMPLE = Path(__file__).resolve().parents[1] / "sglang_plugin" / "demo_data" / "math500_sample.jsonl"
-FAST = SolveConfig(max_retries=1, backoff_initial=0.01, backoff_max=0.05, connect_timeout=2.0, read_timeout=20.0)
 
 
 def write_problems(path: Path, count: int, extra: list[dict] = ()) -> None:
@@ -57,7 +57,7 @@ def server():
 
 def sweep(url: str, folder: Path, **changes) -> CalibrateSettings:
     run = RunSettings(endpoint=url, input=folder / "dev.jsonl", output=folder / "calibration.json",
-                      reward_endpoint=url, config=FAST, progress=False, retry_delay=0.0, concurrency=4)
+                      reward_endpoint=url, transport=FAST, progress=False, retry_delay=0.0, concurrency=4)
     values = dict(strategies=("cot", "majority", "best_of_n"), sizes=(1, 2, 4))
     values.update(changes)
     return CalibrateSettings(run, folder / "calibration.json", **values)
@@ -153,9 +153,7 @@ def test_running_again_resumes_and_new_sizes_run_only_the_new_arms(server, swept
 
 def test_cold_prompt_is_added_back_and_failed_runs_are_left_out():
     def line(pid, correct, tokens, prompt, cached, status="ok"):
-        return {"problem_id": pid, "correct": correct, "status": status,
-                "cost": {"prompt_tokens": prompt, "cached_tokens": cached, "completion_tokens": tokens - prompt + cached,
-                         "tokens": tokens}}
+        return ResultLine(pid, None, status, Cost(prompt, tokens - prompt + cached, cached), correct=correct)
 
     p = {"a": 0.8, "b": 0.7, "c": 0.3}
     cot = [line("a", True, 400, 120, 20), line("b", False, 500, 150, 30), line("c", True, 450, 130, 30)]
@@ -174,9 +172,8 @@ def test_cold_prompt_is_added_back_and_failed_runs_are_left_out():
 
 
 def test_an_invalid_calibration_is_never_written(tmp_path):
-    measured = measure({Arm("cot", 1): [{"problem_id": "a", "correct": True, "status": "ok",
-                                         "cost": {"prompt_tokens": 100, "cached_tokens": 0, "completion_tokens": 300,
-                                                  "tokens": 400}}]}, {"a": 0.6}, POLICY)
+    measured = measure({Arm("cot", 1): [ResultLine("a", None, "ok", Cost(100, 300), correct=True)]}, {"a": 0.6},
+                       POLICY)
     document = calibration_document(measured, {})
     document["points"][0]["bin"] = "medium"
     target = tmp_path / "calibration.json"
@@ -215,4 +212,4 @@ def test_cli_calibrates_then_reports_on_the_runs(server, tmp_path):
 
     bad = CliRunner().invoke(main, ["calibrate", "--endpoint", server.url, "--input", str(tmp_path / "dev.jsonl"),
                                     "--strategies", "best_of_n"])
-    assert bad.exit_code == 2 and "reward model" in bad.output
+    assert bad.exit_code == 1 and "reward model" in bad.output

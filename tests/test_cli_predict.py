@@ -10,7 +10,7 @@ import pytest
 from conftest import DATA
 from scipy.stats import spearmanr
 
-CLI = [sys.executable, "-m", "planner.cli"]
+CLI = [sys.executable, "-m", "sglang_plugin.cli"]
 
 
 def run(*args, check=True, **kwargs):

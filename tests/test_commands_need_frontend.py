@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-HIDE_SGLANG = "import sys; sys.modules['sglang'] = None; from planner.cli import main; main()"
+HIDE_SGLANG = "import sys; sys.modules['sglang'] = None; from sglang_plugin.cli.main import main; main()"
 
 
 @pytest.mark.parametrize("args", [
@@ -20,7 +20,7 @@ def test_missing_frontend_is_one_clear_error(args, tmp_path):
     result = subprocess.run([sys.executable, "-c", HIDE_SGLANG, *args], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 1
-    assert 'pip install "tts-planner[sglang]"' in result.stderr and "missing: sglang" in result.stderr
+    assert 'pip install ".[sglang]"' in result.stderr and "missing: sglang" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
 

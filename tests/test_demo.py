@@ -4,9 +4,9 @@ shipped sample, a table whose numbers are those of the files it leaves behind.""
 import json
 
 from click.testing import CliRunner
-from runner_support import lines
+from conftest import lines
 
-from planner.cli import main
+from sglang_plugin.cli.main import main
 from sglang_plugin.demo import sample_path
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from planner.features import STRUCTURE_NAMES, FeatureConfig, featurize
+from planner.prediction.features import STRUCTURE_NAMES, FeatureConfig, featurize
 
 
 def _occurrences(block, doc):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from planner.errors import InputError
-from planner.labels import load_labels
+from planner.prediction.labels import load_labels
 
 
 def _jsonl(tmp_path, records, name="labels.jsonl"):

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from planner.metrics import difficulty_metrics, format_metrics
+from planner.prediction.metrics import difficulty_metrics, format_metrics
 
 
 def test_metrics_on_a_known_case():

@@ -1,3 +1,4 @@
+import copy
 import json
 import zipfile
 
@@ -6,8 +7,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from planner.errors import InputError, ModelFileError
-from planner.model_store import load_model, resolve_model_path, shipped_model_path
-from planner.predictor import DifficultyPredictor
+from planner.prediction.model_store import load_model, resolve_model_path, shipped_model_path
+from planner.prediction.predictor import DifficultyPredictor
 
 
 def test_predictions_are_probabilities_that_rank_held_out_problems(small_model, test_sample):
@@ -28,7 +29,7 @@ def test_one_text_predicts_the_same_as_inside_a_batch(small_model, test_sample):
 
 
 def test_large_batches_split_into_chunks_give_the_same_answers(small_model, test_sample, monkeypatch):
-    import planner.predictor as predictor_module
+    import planner.prediction.predictor as predictor_module
 
     texts = [r["problem"] for r in test_sample]
     whole = small_model.predict(texts)
@@ -41,13 +42,32 @@ def test_large_batches_split_into_chunks_give_the_same_answers(small_model, test
 
 def test_save_and_load_round_trip(small_model, test_sample, tmp_path):
     path = tmp_path / "model.npz"
-    small_model.metadata_ = {"policy": "Qwen/Qwen2.5-Math-1.5B-Instruct", "note": "test"}
-    small_model.save(path)
+    model = copy.deepcopy(small_model).set_params(policy="Qwen/Qwen2.5-Math-1.5B-Instruct")
+    model.save(path, {"note": "test"})
     loaded = DifficultyPredictor.load(path)
     texts = [r["problem"] for r in test_sample[:50]]
-    np.testing.assert_array_equal(loaded.predict(texts), small_model.predict(texts))
-    assert loaded.metadata_["note"] == "test" and loaded.policy == "Qwen/Qwen2.5-Math-1.5B-Instruct"
-    assert loaded.get_params() == small_model.get_params()
+    np.testing.assert_array_equal(loaded.predict(texts), model.predict(texts))
+    assert DifficultyPredictor.read_card(path)["note"] == "test" and loaded.policy == "Qwen/Qwen2.5-Math-1.5B-Instruct"
+    assert loaded.get_params() == model.get_params()
+
+
+def test_follows_scikit_learn_conventions(small_model, train_sample):
+    """Parameters only in __init__ and get/set_params, learned state ending in "_" and set by fit alone, fit
+    returns self, and an unfitted estimator refuses to predict."""
+    params = small_model.get_params()
+    fresh = DifficultyPredictor(**params)
+    assert fresh.get_params() == params
+    assert not [k for k in vars(fresh) if k.endswith("_")]
+    with pytest.raises(RuntimeError, match="not fitted"):
+        fresh.predict(["What is 1+1?"])
+    texts = [r["problem"] for r in train_sample]
+    rates = np.array([r["pass_rate"] for r in train_sample])
+    assert fresh.fit(texts, rates) is fresh
+    learned = {k for k in vars(fresh) if k not in params}
+    assert learned and all(k.endswith("_") for k in learned)
+    assert fresh.set_params(min_df=5) is fresh and fresh.min_df == 5
+    with pytest.raises(ValueError, match="unknown parameter"):
+        fresh.set_params(depth=3)
 
 
 def test_truncated_model_file_fails_clearly(small_model, tmp_path):

@@ -7,13 +7,16 @@ from collections import Counter
 import numpy as np
 import pytest
 import sglang as sgl
-from programs_support import FAST, PROBLEMS, comparable, sim_stats
+from conftest import FAST, PROBLEMS, comparable, sim_stats
 
 from planner.errors import InputError
-from sglang_plugin import STRATEGIES, Endpoint, OutcomeRewardScorer, SolveConfig, StepTagScorer, run_strategy, solve
+from planner.strategies import planned_strategies
+from sglang_plugin import Endpoint, OutcomeRewardScorer, SolveConfig, StepTagScorer, run_strategy, solve
 from sglang_plugin.answers import extract_answer, shared_grouper
-from sglang_plugin.programs_particle import effective_sample_size, particle_weights, resample
-from sglang_plugin.result import FINISH_REASONS
+from sglang_plugin.config import SamplingConfig, SearchConfig
+from sglang_plugin.programs import program_for
+from sglang_plugin.programs.particle_filter import effective_sample_size, particle_weights, resample
+from sglang_plugin.programs.result import FINISH_REASONS
 from sglang_plugin.sim.server import SimServer
 
 SCORED = {"best_of_n", "weighted_vote", "beam_search", "dvts", "particle_filter"}
@@ -34,33 +37,33 @@ def rewards():
 
 @pytest.fixture(scope="module")
 def endpoint(policy):
-    return Endpoint(policy.url, config=FAST)
+    return Endpoint(policy.url, transport=FAST)
 
 
 @pytest.fixture(scope="module")
 def orm(rewards):
-    return OutcomeRewardScorer(rewards.url, config=FAST)
+    return OutcomeRewardScorer(rewards.url, transport=FAST)
 
 
 @pytest.fixture(scope="module")
 def prm(rewards):
-    return StepTagScorer.math_shepherd(rewards.url, config=FAST)
+    return StepTagScorer.math_shepherd(rewards.url, transport=FAST)
 
 
 def test_registry_has_the_planners_names():
-    assert list(STRATEGIES) == ["cot", "majority", "best_of_n", "weighted_vote", "beam_search", "dvts",
-                                "particle_filter"]
+    assert list(planned_strategies()) == ["cot", "majority", "best_of_n", "weighted_vote", "beam_search", "dvts",
+                                          "particle_filter"]
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize("strategy", planned_strategies())
 def test_every_strategy_solves_end_to_end(strategy, endpoint, prm):
     problem = PROBLEMS[0]
-    result = solve(problem.text, strategy, 4, endpoint, prm if strategy in SCORED else None, FAST)
+    result = solve(problem.text, strategy, 4, endpoint, prm if strategy in SCORED else None)
     assert result.strategy == strategy and result.budget == 4 and not result.errors
     assert result.answer is not None and result.answer == result.branch(result.chosen).answer
     assert result.votes and result.votes[0].answer is not None
     assert shared_grouper().equivalent(result.votes[0].answer, result.answer)
-    delimiter = FAST.step_delimiter
+    delimiter = SearchConfig().step_delimiter
     for branch in result.branches:
         assert branch.finish_reason in FINISH_REASONS and branch.error is None
         assert all(step.endswith(delimiter) for step in branch.steps[:-1])  # delimiter added back
@@ -78,7 +81,7 @@ def test_every_strategy_solves_end_to_end(strategy, endpoint, prm):
 def test_costs_are_exactly_what_the_servers_reported(policy, rewards, endpoint, prm):
     policy_before, rewards_before = sim_stats(policy), sim_stats(rewards)
     totals_before = endpoint.totals.snapshot()
-    result = solve(PROBLEMS[1].text, "beam_search", 8, endpoint, prm, FAST)
+    result = solve(PROBLEMS[1].text, "beam_search", 8, endpoint, prm)
     policy_after, rewards_after = sim_stats(policy), sim_stats(rewards)
     served = {k: policy_after[k] - policy_before[k] for k in ("sequences", "prompt_tokens", "cached_tokens",
                                                               "completion_tokens", "requests")}
@@ -98,12 +101,12 @@ def test_costs_are_exactly_what_the_servers_reported(policy, rewards, endpoint, 
 
 
 def test_forks_share_the_prompt_through_the_cache(endpoint):
-    result = solve(PROBLEMS[2].text, "majority", 8, endpoint, None, FAST)
+    result = solve(PROBLEMS[2].text, "majority", 8, endpoint, None)
     assert result.cost.cache_hit_share > 0.9
 
 
 def test_beam_search_keeps_the_top_m_each_step(endpoint, prm):
-    config = FAST.with_(beam_width=3)
+    config = SolveConfig(search=SearchConfig(beam_width=3))
     result = solve(PROBLEMS[1].text, "beam_search", 9, endpoint, prm, config)
     assert result.size == {"n": 9, "beam_width": 3, "expand": 3}
     trace = result.trace
@@ -129,7 +132,7 @@ def test_beam_search_keeps_the_top_m_each_step(endpoint, prm):
 
 
 def test_dvts_subtrees_stay_independent(endpoint, prm):
-    config = FAST.with_(beam_width=2)
+    config = SolveConfig(search=SearchConfig(beam_width=2))
     result = solve(PROBLEMS[1].text, "dvts", 8, endpoint, prm, config)
     assert result.size == {"n": 8, "subtrees": 4, "beam_width": 2}
     assert {b.group for b in result.branches} == {0, 1, 2, 3}
@@ -154,7 +157,7 @@ def test_particle_resampling_follows_the_weights_on_the_server(endpoint, prm):
     expected = observed = uniform = draws = 0.0
     events = 0
     for seed, problem in enumerate(PROBLEMS):
-        config = FAST.with_(seed=seed, pf_ess_threshold=0.9, pf_temperature=0.5)
+        config = SolveConfig(search=SearchConfig(seed=seed, pf_ess_threshold=0.9, pf_temperature=0.5))
         result = solve(problem.text, "particle_filter", 8, endpoint, prm, config)
         assert result.answer is not None
         for record in result.trace:
@@ -198,7 +201,7 @@ def test_particle_weights_are_softmax_of_logit_over_temperature():
 
 
 def test_finished_particles_stay_finished(endpoint, prm):
-    config = FAST.with_(pf_ess_threshold=1.0, seed=3)
+    config = SolveConfig(search=SearchConfig(pf_ess_threshold=1.0, seed=3))
     result = solve(PROBLEMS[3].text, "particle_filter", 8, endpoint, prm, config)
     finals = [b for b in result.branches if b.weight is not None]
     assert len(finals) == 8 and sum(b.weight for b in finals) == pytest.approx(1.0)
@@ -212,7 +215,7 @@ def test_finished_particles_stay_finished(endpoint, prm):
 
 
 def test_votes_partition_answers_into_equivalent_groups(endpoint):
-    result = solve(PROBLEMS[0].text, "majority", 12, endpoint, None, FAST)
+    result = solve(PROBLEMS[0].text, "majority", 12, endpoint, None)
     grouper = shared_grouper()
     answered = [b for b in result.branches if b.answer is not None]
     assert sum(len(v.branches) for v in result.votes) == len(answered)
@@ -229,7 +232,7 @@ def test_votes_partition_answers_into_equivalent_groups(endpoint):
 
 
 def test_weighted_vote_sums_reward_per_group(endpoint, orm):
-    result = solve(PROBLEMS[1].text, "weighted_vote", 8, endpoint, orm, FAST)
+    result = solve(PROBLEMS[1].text, "weighted_vote", 8, endpoint, orm)
     for vote in result.votes:
         assert vote.score == pytest.approx(sum(result.branch(b).score for b in vote.branches))
         assert all(0 < result.branch(b).score < 1 for b in vote.branches)
@@ -238,7 +241,7 @@ def test_weighted_vote_sums_reward_per_group(endpoint, orm):
 
 @pytest.mark.parametrize("aggregation", ["last", "min", "prod", "mean"])
 def test_best_of_n_aggregates_step_scores(endpoint, prm, aggregation):
-    result = solve(PROBLEMS[1].text, "best_of_n", 4, endpoint, prm, FAST.with_(aggregation=aggregation))
+    result = solve(PROBLEMS[1].text, "best_of_n", 4, endpoint, prm, SolveConfig(search=SearchConfig(aggregation=aggregation)))
     scored = [b for b in result.branches if b.score is not None]
     assert scored
     for branch in scored:
@@ -254,10 +257,10 @@ def test_best_of_n_aggregates_step_scores(endpoint, prm, aggregation):
 
 
 def test_step_and_token_caps(endpoint):
-    capped = solve(PROBLEMS[1].text, "majority", 4, endpoint, None, FAST.with_(max_steps=2))
+    capped = solve(PROBLEMS[1].text, "majority", 4, endpoint, None, SolveConfig(search=SearchConfig(max_steps=2)))
     for branch in capped.branches:
         assert len(branch.steps) <= 2 and branch.finish_reason in ("answer", "max_steps")
-    short = solve(PROBLEMS[1].text, "cot", 1, endpoint, None, FAST.with_(max_tokens=40, max_step_tokens=16))
+    short = solve(PROBLEMS[1].text, "cot", 1, endpoint, None, SolveConfig(SamplingConfig(max_tokens=40), SearchConfig(max_step_tokens=16)))
     (branch,) = short.branches
     assert branch.finish_reason == "length" and 40 <= branch.tokens < 40 + 16
     assert any(not step.endswith("\n\n") for step in branch.steps[:-1])  # steps cut at 16 tokens go on
@@ -267,7 +270,7 @@ def test_runs_inside_a_users_own_program(endpoint):
     @sgl.function
     def tutor(s, problem):
         s += sgl.system("You are a careful math tutor.")
-        result = run_strategy(s, "majority", problem, 4, FAST)
+        result = run_strategy(s, "majority", problem, 4)
         s += sgl.user("Now give only the final answer.")
         s += sgl.assistant(sgl.gen("final", max_tokens=24, temperature=0))
         return result
@@ -280,7 +283,7 @@ def test_runs_inside_a_users_own_program(endpoint):
         messages = state.messages()
         assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
         assert messages[0]["content"] == "You are a careful math tutor."
-        assert messages[1]["content"] == problem.text + FAST.instruction
+        assert messages[1]["content"] == problem.text + SamplingConfig().instruction
         assert messages[2]["content"] == result.branch(result.chosen).text.strip()
         # The program's cost is its own: not the tutor's final gen, not the other program's.
         final = state.get_meta_info("final")
@@ -289,8 +292,8 @@ def test_runs_inside_a_users_own_program(endpoint):
 
 
 def test_program_costs_add_up_to_the_endpoint_totals(policy):
-    endpoint = Endpoint(policy.url, config=FAST)
-    results = [solve(p.text, "majority", 3, endpoint, None, FAST) for p in PROBLEMS[:2]]
+    endpoint = Endpoint(policy.url, transport=FAST)
+    results = [solve(p.text, "majority", 3, endpoint, None) for p in PROBLEMS[:2]]
     totals = endpoint.totals.snapshot()
     assert totals.prompt_tokens == sum(r.cost.prompt_tokens for r in results)
     assert totals.cached_tokens == sum(r.cost.cached_tokens for r in results)
@@ -303,9 +306,9 @@ def test_deterministic_under_the_server_seed(strategy):
     runs = []
     for _ in range(2):
         with SimServer(PROBLEMS, seed=11, reward_auroc=0.8) as server:
-            scorer = StepTagScorer.math_shepherd(server.url, config=FAST)
+            scorer = StepTagScorer.math_shepherd(server.url, transport=FAST)
             runs.append(comparable(solve(PROBLEMS[3].text, strategy, 8, server.url,
-                                         scorer if strategy in SCORED else None, FAST)))
+                                         scorer if strategy in SCORED else None)))
     assert runs[0] == runs[1]
 
 
@@ -319,10 +322,11 @@ def test_bad_input_is_a_clear_error(endpoint, prm):
     with pytest.raises(InputError, match="problem"):
         solve("  ", "cot", 1, endpoint)
     with pytest.raises(InputError, match="beam_width"):
-        SolveConfig(beam_width=0)
-    with pytest.raises(InputError, match="unknown config field"):
-        FAST.with_(beams=2)
+        SearchConfig(beam_width=0)
+    with pytest.raises(InputError, match="unknown field") as caught:
+        SolveConfig.from_dict({"search": {"beams": 2}}, "my-config.json")
+    assert caught.value.field == "search.beams" and "my-config.json" in str(caught.value)
     with pytest.raises(InputError, match="aggregation"):
-        FAST.with_(aggregation="max")
+        SearchConfig(aggregation="max")
     with pytest.raises(TypeError, match="sglang_plugin.Endpoint"):
-        STRATEGIES["cot"].run(problem="What is 1+1?", budget=1, backend=sgl.RuntimeEndpoint(endpoint.base_url))
+        program_for("cot").run(problem="What is 1+1?", budget=1, backend=sgl.RuntimeEndpoint(endpoint.base_url))

@@ -4,20 +4,21 @@ fails only its branches, with the error, and costs stay exact; a server that is 
 
 import socket
 import time
+from dataclasses import replace
 
 import pytest
-from programs_support import FAST, PROBLEMS, comparable, sim_stats
+from conftest import FAST, PROBLEMS, comparable, sim_stats
 
 from sglang_plugin import Endpoint, EndpointError, OutcomeRewardScorer, StepTagScorer, solve
-from sglang_plugin.endpoint import HttpClient
 from sglang_plugin.sim.server import SimServer
+from sglang_plugin.transport.http import HttpClient
 
-PATIENT = FAST.with_(max_retries=6)
+PATIENT = replace(FAST, max_retries=6)
 
 
-def _run(server, strategy, config, budget=4, scored=True):
-    scorer = StepTagScorer.math_shepherd(server.url, config=config) if scored else None
-    return solve(PROBLEMS[3].text, strategy, budget, Endpoint(server.url, config=config), scorer, config)
+def _run(server, strategy, transport, budget=4, scored=True):
+    scorer = StepTagScorer.math_shepherd(server.url, transport=transport) if scored else None
+    return solve(PROBLEMS[3].text, strategy, budget, Endpoint(server.url, transport=transport), scorer)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def clean_beam():
 @pytest.mark.parametrize("fault", [{"fail_rate": 0.2}, {"drop_rate": 0.2},
                                    {"stall_rate": 0.15, "stall_seconds": 30.0}])
 def test_faults_are_retried_into_the_healthy_result(fault, clean_beam):
-    config = PATIENT.with_(read_timeout=0.5)
+    config = replace(PATIENT, read_timeout=0.5)
     with SimServer(PROBLEMS, seed=5, **fault) as server:
         result = _run(server, "beam_search", config)
         faults = sim_stats(server)["faults"]
@@ -41,7 +42,7 @@ def test_faults_are_retried_into_the_healthy_result(fault, clean_beam):
 
 
 def test_what_still_fails_fails_only_its_branch_and_costs_stay_exact():
-    config = FAST.with_(max_retries=0)
+    config = replace(FAST, max_retries=0)
     with SimServer(PROBLEMS, seed=2, fail_rate=0.15) as server:
         before = sim_stats(server)
         result = _run(server, "majority", config, budget=8, scored=False)
@@ -61,7 +62,7 @@ def test_what_still_fails_fails_only_its_branch_and_costs_stay_exact():
 
 
 def test_all_branches_failing_gives_no_answer_with_the_errors():
-    config = FAST.with_(max_retries=2)
+    config = replace(FAST, max_retries=2)
     with SimServer(PROBLEMS, seed=2, fail_rate=1.0) as server:
         result = _run(server, "majority", config, budget=3, scored=False)
     assert result.answer is None and result.chosen is None and result.votes == []
@@ -73,7 +74,7 @@ def test_all_branches_failing_gives_no_answer_with_the_errors():
 
 
 def test_a_stalled_server_times_out_into_a_failed_branch():
-    config = FAST.with_(read_timeout=0.3, max_retries=1)
+    config = replace(FAST, read_timeout=0.3, max_retries=1)
     with SimServer(PROBLEMS, seed=2, stall_rate=1.0, stall_seconds=30.0) as server:
         start = time.monotonic()
         result = _run(server, "cot", config, budget=1, scored=False)
@@ -94,8 +95,8 @@ def test_a_4xx_answer_is_not_retried():
 
 def test_a_reward_server_that_is_down_fails_the_scored_branches():
     with SimServer(PROBLEMS, seed=2) as server:
-        scorer = OutcomeRewardScorer(f"http://127.0.0.1:{_closed_port()}", config=FAST.with_(max_retries=1))
-        result = solve(PROBLEMS[3].text, "best_of_n", 3, Endpoint(server.url, config=FAST), scorer, FAST)
+        scorer = OutcomeRewardScorer(f"http://127.0.0.1:{_closed_port()}", transport=replace(FAST, max_retries=1))
+        result = solve(PROBLEMS[3].text, "best_of_n", 3, Endpoint(server.url, transport=FAST), scorer)
     assert result.answer is None
     assert result.failed_branches and all("scoring failed" in b.error for b in result.failed_branches)
     assert result.cost.completion_tokens > 0  # the policy's work is still reported
@@ -104,22 +105,22 @@ def test_a_reward_server_that_is_down_fails_the_scored_branches():
 def test_a_policy_server_that_is_down_is_a_clear_error():
     url = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(EndpointError) as caught:
-        solve(PROBLEMS[0].text, "cot", 1, url, None, FAST.with_(max_retries=1))
+        solve(PROBLEMS[0].text, "cot", 1, url, transport=replace(FAST, max_retries=1))
     assert caught.value.kind == "connection" and caught.value.attempts == 2
     assert f"GET {url}/get_model_info" in str(caught.value)
 
 
 def test_a_server_that_goes_away_mid_session_fails_the_branches():
     server = SimServer(PROBLEMS, seed=2).start()
-    endpoint = Endpoint(server.url, config=FAST.with_(max_retries=1))
+    endpoint = Endpoint(server.url, transport=replace(FAST, max_retries=1))
     server.stop()
-    result = solve(PROBLEMS[0].text, "majority", 2, endpoint, None, FAST)
+    result = solve(PROBLEMS[0].text, "majority", 2, endpoint)
     assert result.answer is None and len(result.failed_branches) == 2
     assert all("connection error" in b.error for b in result.failed_branches)
 
 
 def test_backoff_is_full_jitter_under_a_cap():
-    client = HttpClient(FAST.with_(backoff_initial=0.5, backoff_max=3.0))
+    client = HttpClient(replace(FAST, backoff_initial=0.5, backoff_max=3.0))
     for attempt, cap in enumerate([0.5, 1.0, 2.0, 3.0, 3.0]):
         delays = [client._delay(attempt, None) for _ in range(300)]
         assert 0 <= min(delays) and max(delays) <= cap and max(delays) > 0.8 * cap

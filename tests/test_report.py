@@ -7,12 +7,14 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from report_support import markdown_tables, png_size, problems, result_line, uniform_run, write_lines
+from conftest import markdown_tables, png_size, result_line, uniform_run, write_lines
+from conftest import report_problems as problems
 
-from planner.cli import main
 from planner.difficulty import difficulty_bin
 from planner.errors import InputError, PlannerError
-from planner.report import make_report, read_results, wilson
+from planner.report import make_report, read_results
+from planner.report.numbers import wilson
+from sglang_plugin.cli.main import main
 
 ITEMS = problems(60)
 
@@ -35,7 +37,7 @@ def runs(tmp_path):
                 for i, (pid, p) in enumerate(ITEMS)]
     write_lines(tmp_path / "adaptive.jsonl", adaptive)
     records = [{"problem_id": pid, "problem": f"Problem {pid}", "policy": "Qwen/Qwen2.5-Math-1.5B-Instruct",
-                "strategy": "majority", "branch": b, "answer": "7", "correct": b < round(4 * p)}
+                "strategy": "majority", "branch": b, "answer": "7", "correct": b < round(4 * p), "format_version": 2}
                for pid, p in ITEMS for b in range(4)]
     write_lines(tmp_path / "adaptive.jsonl.outcomes.jsonl", records)
     return tmp_path, {"adaptive": adaptive, "majority4": uniform[4], "majority8": uniform[8]}
@@ -133,8 +135,8 @@ def test_only_samples_of_sampling_strategies_count_as_pass_at_1_observations(tmp
     searched = result_line("b", 0.3, "beam_search", 16, True, 9000, adaptive=True)
     path = write_lines(tmp_path / "adaptive.jsonl", [sampled, searched])
     records = [{"problem_id": pid, "problem": "x", "policy": "p", "strategy": strategy, "branch": b, "answer": "7",
-                "correct": pid == "b" or b < 3} for pid, strategy in (("a", "majority"), ("b", "beam_search"))
-               for b in range(4)]
+                "correct": pid == "b" or b < 3, "format_version": 2}
+               for pid, strategy in (("a", "majority"), ("b", "beam_search")) for b in range(4)]
     outcomes = write_lines(tmp_path / "adaptive.jsonl.outcomes.jsonl", records)
     files = make_report([path, outcomes], tmp_path / "out")
     text = files.markdown.read_text(encoding="utf-8")
@@ -145,15 +147,22 @@ def test_only_samples_of_sampling_strategies_count_as_pass_at_1_observations(tmp
     assert {r["strategy"] for r in mix} == {"majority", "beam_search"}
 
 
+COST = ('"cost": {"prompt_tokens": 3, "completion_tokens": 2, "cached_tokens": 0, "reward_tokens": 0, "requests": 1, '
+        '"wall_time": 0.1, "tokens": 5}')
+V = '"format_version": 2'
+
+
 @pytest.mark.parametrize("content, line, field", [
-    ('{"problem_id": "a", "status": "ok", "cost": {"tokens": 5}, "correct": true}\nnot json\n', 2, None),
-    ('{"problem_id": "a", "status": "ok", "correct": true}\n', 1, "cost"),
-    ('{"problem_id": "a", "status": "done", "cost": {"tokens": 5}}\n', 1, "status"),
-    ('{"problem_id": "a", "status": "ok", "cost": {"tokens": "many"}}\n', 1, "cost.tokens"),
-    ('{"problem_id": "a", "status": "ok", "cost": {"tokens": 5}, "correct": "yes"}\n', 1, "correct"),
-    ('\n{"problem_id": "a", "status": "ok", "cost": {"tokens": 5}, "prediction": {"pass_at_1": 1.5}}\n', 2,
-     "prediction.pass_at_1"),
-    ('{"problem_id": "a", "status": "ok", "cost": {"tokens": 5}, "plan": {"size": 0}}\n', 1, "plan.size"),
+    (f'{{"problem_id": "a", "answer": "1", "status": "ok", {COST}, "correct": true, {V}}}\nnot json\n', 2, None),
+    (f'{{"problem_id": "a", "answer": "1", "status": "ok", "correct": true, {V}}}\n', 1, "cost"),
+    (f'{{"problem_id": "a", "answer": "1", "status": "done", {COST}, {V}}}\n', 1, "status"),
+    (f'{{"problem_id": "a", "answer": "1", "status": "ok", {COST.replace("5}", "6}")}, {V}}}\n', 1, "cost.tokens"),
+    (f'{{"problem_id": "a", "answer": "1", "status": "ok", {COST}, "correct": "yes", {V}}}\n', 1, "correct"),
+    (f'\n{{"problem_id": "a", "answer": "1", "status": "ok", {COST}, {V}, "prediction": {{"pass_at_1": 1.5, '
+     '"difficulty": "easy"}}\n', 2, "prediction.pass_at_1"),
+    (f'{{"problem_id": "a", "answer": "1", "status": "ok", {COST}, {V}, "plan": {{"strategy": "cot", "size": 0}}}}\n',
+     1, "plan.size"),
+    (f'{{"problem_id": "a", "answer": "1", "status": "ok", {COST}}}\n', 1, "format_version"),
 ])
 def test_bad_result_lines_name_file_line_and_field(tmp_path, content, line, field):
     path = tmp_path / "bad.jsonl"
@@ -172,7 +181,7 @@ def test_empty_files_outcome_records_as_results_and_unjudged_runs_are_clear_erro
     assert caught.value.path == str(empty)
 
     record = {"problem_id": "a", "problem": "x", "policy": "p", "strategy": "cot", "branch": 0, "answer": "1",
-              "correct": True}
+              "correct": True, "format_version": 2}
     outcomes = write_lines(tmp_path / "o.jsonl", [record])
     with pytest.raises(InputError, match="--outcomes") as caught:
         make_report([outcomes], tmp_path / "out")
@@ -199,7 +208,7 @@ def test_cli_writes_the_report_and_reports_bad_input_without_a_traceback(runs):
     assert f"wrote {out / 'report.md'}" in result.output
 
     bad = folder / "bad.jsonl"
-    bad.write_text('{"problem_id": "a", "status": "ok"}\n', encoding="utf-8")
+    bad.write_text('{"problem_id": "a", "answer": null, "status": "ok", "format_version": 2}\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["report", str(bad), "--output-dir", str(out)])
     assert result.exit_code == 1
     assert f"{bad}:1: field 'cost'" in result.output

@@ -3,11 +3,11 @@ the same 16 problems against the stand-in server, reported side by side."""
 
 import numpy as np
 import pytest
-from report_support import markdown_tables, png_size
-from runner_support import SAMPLE, lines, settings, write_problems
+from conftest import SAMPLE, lines, markdown_tables, png_size, settings, write_problems
 
-from planner.report import SAMPLING_STRATEGIES, make_report
-from sglang_plugin.batch import run_batch
+from planner.report import make_report
+from planner.strategies import sampling_strategies
+from sglang_plugin.runs.batch import run_batch
 from sglang_plugin.sim.server import SimServer
 
 
@@ -38,8 +38,8 @@ def test_report_of_an_adaptive_and_a_uniform_run(runs, tmp_path):
             np.mean([x["plan"]["expected_accuracy"] for x in result]), abs=5e-5)
     adaptive = lines(runs / "adaptive.jsonl")
     assert sum(int(r["problems"]) for r in mix) == len(adaptive)
-    assert {r["strategy"] for r in mix} == {x["plan"]["chosen_by"] for x in adaptive}
+    assert {r["strategy"] for r in mix} == {x["plan"]["adaptive"]["chosen_by"] for x in adaptive}
     records = [r for name in ("adaptive", "majority4") for r in lines(runs / f"{name}.jsonl.outcomes.jsonl")]
-    assert sum(int(r["observations"]) for r in calibration) == sum(r["strategy"] in SAMPLING_STRATEGIES
+    assert sum(int(r["observations"]) for r in calibration) == sum(r["strategy"] in sampling_strategies()
                                                                     for r in records)
     assert sum(int(r["problems"]) for r in calibration) == 16

@@ -6,13 +6,16 @@ from collections import Counter
 
 import pytest
 from click.testing import CliRunner
-from runner_support import RECORDS, SAMPLE, lines, run_args, settings, write_problems
+from conftest import RECORDS, SAMPLE, lines, run_args, settings, write_problems
 
-from planner.cli import main
 from planner.errors import InputError, PlannerError
-from sglang_plugin.batch import run_batch
-from sglang_plugin.results_file import RunFiles
-from sglang_plugin.run_records import RESULT_FIELDS, Judge, reference_answer
+from sglang_plugin.cli.main import main
+from sglang_plugin.runs.batch import run_batch
+from sglang_plugin.runs.files import RunFiles
+from sglang_plugin.runs.results import Judge, reference_answer
+
+RESULT_FIELDS = ("problem_id", "answer", "correct", "plan", "prediction", "cost", "strategy", "status", "errors",
+                 "branches", "failed_branches", "format_version")
 from sglang_plugin.sim.server import SimServer
 
 
@@ -47,7 +50,7 @@ def test_every_problem_gets_exactly_one_line_with_the_contract_fields(cli_run):
         assert line["status"] == "ok" and line["errors"] == [] and line["branches"] == 4
         plan = line["plan"]
         assert line["strategy"] == "majority" and (plan["strategy"], plan["size"], plan["adaptive"]) == ("majority", 4,
-                                                                                                       False)
+                                                                                                       None)
         # The strategy table's expectation for this problem's predicted pass@1.
         assert 0.0 < plan["expected_accuracy"] <= 1.0 and plan["expected_cost"] > 0
         assert 0.0 <= line["prediction"]["pass_at_1"] <= 1.0
@@ -66,7 +69,8 @@ def test_outcome_records_are_the_samples_behind_each_answer(cli_run):
     results, outcomes = cli_run["results"], cli_run["outcomes"]
     by_problem: dict[str, list[dict]] = {}
     for record in outcomes:
-        assert set(record) == {"problem_id", "problem", "policy", "strategy", "branch", "answer", "correct"}
+        assert set(record) == {"problem_id", "problem", "policy", "strategy", "branch", "answer", "correct",
+                               "format_version"}
         by_problem.setdefault(record["problem_id"], []).append(record)
     for line in results:
         samples = by_problem[line["problem_id"]]
@@ -187,7 +191,7 @@ def test_adaptive_runs_record_the_planners_plan_and_only_its_independent_samples
     search; that problem's outcome records are its probe and rounds only, not the search's branches."""
     write_problems(tmp_path / "problems.jsonl", 40)
     # A generous time limit on answer comparisons, so a loaded CI machine groups answers as an idle one does.
-    (tmp_path / "config.json").write_text(json.dumps({"answer_timeout": 60.0}))
+    (tmp_path / "config.json").write_text(json.dumps({"grading": {"answer_timeout": 60.0}}))
     with SimServer(SAMPLE, seed=3) as server:
         result = CliRunner().invoke(main, ["run", "--endpoint", server.url, "--reward-endpoint", server.url, "--scorer",
                                            "math_shepherd", "--input", str(tmp_path / "problems.jsonl"), "--output",
@@ -198,18 +202,18 @@ def test_adaptive_runs_record_the_planners_plan_and_only_its_independent_samples
     samples = Counter(r["problem_id"] for r in lines(tmp_path / "results.jsonl.outcomes.jsonl"))
     strategies = {r["strategy"] for r in lines(tmp_path / "results.jsonl.outcomes.jsonl")}
     assert strategies == {"weighted_vote"}  # the probe's rule with a reward model
-    searched = [line for line in results if line["plan"]["stop_reason"] == "searched"]
+    searched = [line for line in results if line["plan"]["adaptive"]["stop_reason"] == "searched"]
     assert searched, "this seed and sample end at least one problem in a search"
     for line in results:
-        plan = line["plan"]
-        assert plan["adaptive"] and line["prediction"]["pass_at_1"] == plan["prior_pass_at_1"]
+        plan = line["plan"]["adaptive"]
+        assert line["prediction"]["pass_at_1"] == plan["prior_pass_at_1"]
         assert samples[line["problem_id"]] == plan["samples"] <= plan["cap"] == 8, (line["errors"], plan)
         if line in searched:
             assert line["strategy"] in ("beam_search", "dvts", "particle_filter") and line["branches"] > plan["samples"]
         else:
             assert line["strategy"] == "weighted_vote" and line["branches"] == plan["samples"]
-    stops = Counter(line["plan"]["stop_reason"] for line in results)
-    mean = sum(line["plan"]["samples"] for line in results) / len(results)
+    stops = Counter(line["plan"]["adaptive"]["stop_reason"] for line in results)
+    mean = sum(line["plan"]["adaptive"]["samples"] for line in results) / len(results)
     assert f"adaptive      {mean:.2f} samples per problem; stopped: " in result.stdout
     assert all(f"{reason} x{count}" in result.stdout for reason, count in stops.items())
 

@@ -9,11 +9,11 @@ import threading
 import time
 
 import pytest
-from runner_support import SAMPLE, cli, lines, run_args, settings, write_problems
+from conftest import SAMPLE, cli, lines, run_args, settings, write_problems
 
 from planner.errors import InputError
-from sglang_plugin.batch import run_batch
-from sglang_plugin.runner import ServerDown, TooManyFailures
+from sglang_plugin.runs.batch import run_batch
+from sglang_plugin.runs.runner import ServerDown, TooManyFailures
 from sglang_plugin.sim.server import SimServer
 
 

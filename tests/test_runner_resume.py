@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from runner_support import ROOT, SAMPLE, lines, run_args, write_problems
+from conftest import ROOT, SAMPLE, lines, run_args, write_problems
 
-from sglang_plugin.results_file import audit
+from sglang_plugin.runs.files import audit
 from sglang_plugin.sim.server import SimServer
 
 
@@ -18,7 +18,7 @@ def _count(path) -> int:
 
 
 def _start(url, tmp_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "planner.cli", *run_args(url, tmp_path, "--concurrency", "4")],
+    return subprocess.Popen([sys.executable, "-m", "sglang_plugin.cli", *run_args(url, tmp_path, "--concurrency", "4")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 

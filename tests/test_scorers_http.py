@@ -6,16 +6,18 @@ the stand-in SGLang server in test_scorers_sim.py."""
 import json
 import math
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import FAST
 
 from planner.errors import InputError
-from sglang_plugin.config import SolveConfig
-from sglang_plugin.endpoint import CostLedger, EndpointError
-from sglang_plugin.scorers import HttpRewardScorer, SelfCertaintyScorer, StepTagScorer, json_path, make_scorer, render
-
-FAST = SolveConfig(max_retries=2, backoff_initial=0.01, backoff_max=0.02, read_timeout=5)
+from sglang_plugin.scorers import HttpRewardScorer, SelfCertaintyScorer, StepTagScorer, make_scorer
+from sglang_plugin.scorers.base import render
+from sglang_plugin.scorers.http_reward import json_path
+from sglang_plugin.transport.http import EndpointError
+from sglang_plugin.transport.ledger import CostLedger
 
 
 class _PoolingHandler(BaseHTTPRequestHandler):
@@ -70,7 +72,7 @@ CANDIDATES = [["First, a correct step.\n\n", "Then a wrong one.\n\n", "So \\boxe
 
 
 def test_vllm_prm_scores_every_step_in_one_request(pooling_server):
-    scorer = HttpRewardScorer.vllm_qwen_prm(pooling_server, config=FAST)
+    scorer = HttpRewardScorer.vllm_qwen_prm(pooling_server, transport=FAST)
     ledger = CostLedger()
     scores = scorer.score_steps("What is 1+2?", CANDIDATES, ledger)
     assert scores == [[0.9, 0.2, 0.2], [0.9, 0.9]]
@@ -87,21 +89,22 @@ def test_vllm_prm_scores_every_step_in_one_request(pooling_server):
 def test_retries_5xx_then_succeeds_and_counts_the_retry(pooling_server):
     _PoolingHandler.fail_first = 2
     ledger = CostLedger()
-    scores = HttpRewardScorer.vllm_qwen_prm(pooling_server, config=FAST).score_last("q", CANDIDATES, ledger)
+    scores = HttpRewardScorer.vllm_qwen_prm(pooling_server, transport=FAST).score_last("q", CANDIDATES, ledger)
     assert scores == [0.2, 0.9]
     assert len(_PoolingHandler.requests) == 3 and ledger.retries == 2
 
 
 def test_gives_up_after_the_documented_attempts(pooling_server):
     _PoolingHandler.fail_first = 10
+    transport = replace(FAST, max_retries=2)
     with pytest.raises(EndpointError) as caught:
-        HttpRewardScorer.vllm_qwen_prm(pooling_server, config=FAST).score_last("q", CANDIDATES, CostLedger())
+        HttpRewardScorer.vllm_qwen_prm(pooling_server, transport=transport).score_last("q", CANDIDATES, CostLedger())
     assert caught.value.status == 503 and caught.value.attempts == 3
     assert len(_PoolingHandler.requests) == 3
 
 
 def test_4xx_is_not_retried(pooling_server):
-    scorer = HttpRewardScorer.vllm_qwen_prm(pooling_server, model="other/model", config=FAST)
+    scorer = HttpRewardScorer.vllm_qwen_prm(pooling_server, model="other/model", transport=FAST)
     with pytest.raises(EndpointError) as caught:
         scorer.score_last("q", CANDIDATES, CostLedger())
     assert caught.value.status == 400 and "unknown model" in str(caught.value)
@@ -112,7 +115,7 @@ def test_one_text_per_request_and_outcome_scores_through_prefixes(pooling_server
     scorer = HttpRewardScorer(
         pooling_server + "/pooling", request={"model": "Qwen/Qwen2.5-Math-PRM-7B", "input": ["{text}"]},
         scores_path="data[0].data[-1][1]", per_step=False, template="{problem}\n{response}<extra_0>",
-        config=FAST)
+        transport=FAST)
     scores = scorer.score_steps("q", CANDIDATES, CostLedger())
     assert scores == [[0.9, 0.2, 0.2], [0.9, 0.9]]
     assert len(_PoolingHandler.requests) == 5  # one per prefix
@@ -120,7 +123,7 @@ def test_one_text_per_request_and_outcome_scores_through_prefixes(pooling_server
 
 
 def test_a_wrong_number_of_step_scores_is_an_error(pooling_server):
-    scorer = HttpRewardScorer.vllm_qwen_prm(pooling_server, step_separator="<sep>", config=FAST)
+    scorer = HttpRewardScorer.vllm_qwen_prm(pooling_server, step_separator="<sep>", transport=FAST)
     with pytest.raises(EndpointError, match="step scores"):
         scorer.score_steps("q", CANDIDATES, CostLedger())
 

@@ -4,12 +4,12 @@ top logprobs. Candidates are built from the server's own reference and wrong ste
 label is known and the scores can be checked for discrimination, not just shape."""
 
 import pytest
-from programs_support import FAST, PROBLEMS, sim_stats
+from conftest import FAST, PROBLEMS, sim_stats
 
 from sglang_plugin import Endpoint, OutcomeRewardScorer, SelfCertaintyScorer, StepTagScorer, solve
 from sglang_plugin.answers import shared_grouper
-from sglang_plugin.endpoint import CostLedger
 from sglang_plugin.sim.server import SimServer
+from sglang_plugin.transport.ledger import CostLedger
 
 PROBLEM = PROBLEMS[1]
 
@@ -45,7 +45,7 @@ def _auroc(scores, labels):
 
 def test_outcome_rm_scores_each_latest_step_in_one_request(server, labelled):
     candidates, labels = labelled
-    scorer = OutcomeRewardScorer(server.url, config=FAST)
+    scorer = OutcomeRewardScorer(server.url, transport=FAST)
     ledger, before = CostLedger(), sim_stats(server)
     scores = scorer.score_last(PROBLEM.text, candidates, ledger)
     after = sim_stats(server)
@@ -58,7 +58,7 @@ def test_outcome_rm_scores_each_latest_step_in_one_request(server, labelled):
 
 def test_outcome_rm_scores_every_step_through_prefixes(server, labelled):
     candidates, labels = labelled
-    scorer = OutcomeRewardScorer(server.url, config=FAST, max_batch=16)
+    scorer = OutcomeRewardScorer(server.url, transport=FAST, max_batch=16)
     ledger = CostLedger()
     scores = scorer.score_steps(PROBLEM.text, candidates, ledger)
     assert [len(s) for s in scores] == [len(c) for c in candidates]
@@ -71,7 +71,7 @@ def test_outcome_rm_scores_every_step_through_prefixes(server, labelled):
 
 def test_step_tag_prm_reads_every_step_from_one_generate_call(server, labelled):
     candidates, labels = labelled
-    scorer = StepTagScorer.math_shepherd(server.url, config=FAST)
+    scorer = StepTagScorer.math_shepherd(server.url, transport=FAST)
     ledger, before = CostLedger(), sim_stats(server)
     scores = scorer.score_steps(PROBLEM.text, candidates, ledger)
     middle = sim_stats(server)
@@ -89,14 +89,14 @@ def test_step_tag_prm_reads_every_step_from_one_generate_call(server, labelled):
 
 
 def test_step_tag_prm_keeps_the_tag_out_of_step_text(server):
-    scorer = StepTagScorer.math_shepherd(server.url, config=FAST)
+    scorer = StepTagScorer.math_shepherd(server.url, transport=FAST)
     text = scorer.format("Problem?", ["We use ки here.\n\n", "So \\boxed{1}."])
     assert text == "Problem? We use  here. ки\nSo \\boxed{1}. ки\n"
 
 
 def test_self_certainty_prefers_the_policys_confident_trajectories(server):
     scorer = SelfCertaintyScorer(top_k=4)
-    result = solve(PROBLEM.text, "best_of_n", 16, Endpoint(server.url, config=FAST), scorer, FAST)
+    result = solve(PROBLEM.text, "best_of_n", 16, Endpoint(server.url, transport=FAST), scorer)
     assert result.cost.reward_tokens == 0  # no reward model
     grouper = shared_grouper()
     right = [b.score for b in result.branches if b.answer and grouper.equivalent(b.answer, PROBLEM.answer)]
@@ -111,9 +111,9 @@ def test_step_tag_prm_recomputes_only_the_latest_step_during_a_search(server, la
     """Step by step, as a search calls it: each call reads logprobs only after the previous step, so the
     PRM computes about one step's tokens, not the whole trajectory again."""
     path = max(labelled[0], key=len)
-    scorer = StepTagScorer.math_shepherd(server.url, config=FAST)
+    scorer = StepTagScorer.math_shepherd(server.url, transport=FAST)
     full = scorer.score_steps(PROBLEM.text, [path], CostLedger())[0]
-    fresh = StepTagScorer.math_shepherd(server.url, config=FAST)
+    fresh = StepTagScorer.math_shepherd(server.url, transport=FAST)
     computed = []
     for k in range(1, len(path) + 1):
         ledger = CostLedger()

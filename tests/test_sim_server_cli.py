@@ -8,7 +8,7 @@ import threading
 
 from sim_http import RATE_FIELD, RATES, SOLUTIONS, ok, prompt, sample_records
 
-COMMAND = [sys.executable, "-c", "from planner.cli import main; main()", "sim-server"]
+COMMAND = [sys.executable, "-c", "from sglang_plugin.cli.main import main; main()", "sim-server"]
 
 
 def start(*args):

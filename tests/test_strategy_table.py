@@ -9,21 +9,17 @@ import math
 import numpy as np
 import pytest
 
+from planner.cost import CostModel
 from planner.errors import InputError
+from planner.planning.calibration import load_calibration
+from planner.planning.curves import Curve
+from planner.planning.table import StrategyTable
 from planner.policies import Policy
-from planner.strategy_table import (
-    DEFAULT_CURVES,
-    STRATEGIES,
-    STRATEGY_SIZES,
-    CostModel,
-    Curve,
-    StrategyTable,
-    load_calibration,
-)
+from planner.strategies import REGISTRY, planned_strategies
 
 SMALL = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 MEDIUM = "Qwen/Qwen2.5-Math-7B-Instruct"
-LARGE = Policy("example/Qwen2.5-72B-Instruct", 72.7e9, "", "", 600)  # no large policy is registered
+LARGE = Policy("example/Qwen2.5-72B-Instruct", 72.7e9, known=False)  # no large policy is registered
 PRM = "Qwen/Qwen2.5-Math-PRM-7B"
 STEP_TAG = "RLHFlow/Llama3.1-8B-PRM-Deepseek-Data"
 ORM = "Qwen/Qwen2.5-Math-RM-72B"
@@ -91,7 +87,7 @@ def test_outcome_reward_models_do_not_drive_step_level_search():
     assert table.strategies == ("cot", "majority", "best_of_n", "weighted_vote")
     with pytest.raises(InputError, match="beam_search"):
         table.options(["beam_search"])
-    assert set(StrategyTable.default(SMALL, PRM).strategies) == set(STRATEGIES)
+    assert set(StrategyTable.default(SMALL, PRM).strategies) == set(planned_strategies())
 
 
 def test_unknown_names_are_input_errors():
@@ -105,11 +101,12 @@ def test_unknown_names_are_input_errors():
 
 def test_every_default_has_a_source():
     for klass in ("small", "medium", "large"):
-        for name in STRATEGIES:
-            default = DEFAULT_CURVES[(klass, name)]
+        for name in planned_strategies():
+            default = REGISTRY[name].curves[klass]
             assert len(default.source) > 30
-    rough = [d for (k, s), d in DEFAULT_CURVES.items() if s not in ("cot", "majority")]
-    assert all("rough" in d.source for d in rough)
+    rough = [d for name in planned_strategies() if name not in ("cot", "majority")
+             for d in REGISTRY[name].curves.values()]
+    assert rough and all("rough" in d.source for d in rough)
 
 
 def bin_accuracy(table: StrategyTable, strategy: str, bin_name: str, size: int) -> float:
@@ -168,10 +165,22 @@ def test_step_tag_reward_models_are_assumed_to_cache_rescoring():
 
 
 def test_sizes_respect_each_strategy():
-    assert STRATEGY_SIZES["cot"] == (1,)
-    assert min(STRATEGY_SIZES["majority"]) == 3
-    assert all(n % 4 == 0 for n in STRATEGY_SIZES["beam_search"] + STRATEGY_SIZES["dvts"])
-    assert min(STRATEGY_SIZES["dvts"]) == 8
+    table = StrategyTable.default(SMALL, PRM)
+    assert table.sizes("cot") == (1,)
+    assert min(table.sizes("majority")) == 3
+    assert all(n % 4 == 0 for n in table.sizes("beam_search") + table.sizes("dvts"))
+    assert min(table.sizes("dvts")) == 8
+
+
+def test_beam_width_is_the_search_config_s_and_reaches_the_plans():
+    """One home for the beam width: the table built with the run's search config offers its multiples and writes
+    it into plans (it was a constant in plans and a config field in runs, which could disagree)."""
+    from planner.planning.allocation import Budget, plan_problem
+
+    table = StrategyTable.default(SMALL, PRM, beam_width=8)
+    assert min(table.sizes("beam_search")) == 8 and all(n % 8 == 0 for n in table.sizes("dvts"))
+    plan = plan_problem(0.3, table, Budget(64), strategies=["beam_search"])
+    assert plan.beam_width == 8 and plan.to_dict()["beam_width"] == 8
 
 
 def test_best_by_bin_spends_more_only_to_gain():
@@ -257,6 +266,20 @@ def test_calibration_fits_the_majority_wrong_answer_model(tmp_path):
         assert fitted == pytest.approx(pt["accuracy"], abs=0.015)
 
 
+def test_calibration_of_a_described_policy_applies_to_it(tmp_path):
+    """A policy the planner does not know, described by its size, can be calibrated like a known one."""
+    from planner.policies import policy
+
+    truth = Curve(plurality=(4.0, 1.0), rate=(1.0, 0.1, 0.4))
+    points = synthetic_points(truth, "majority", None, unit_tokens=900.0)
+    for pt in points:
+        pt["policy"] = "my-org/math-7b"
+    mine = policy("my-org/math-7b", 7e9)
+    table = StrategyTable.default(mine, calibration=write(tmp_path, calibration(points)))
+    assert "calibrated" in table.sources["majority"]
+    assert StrategyTable.default(mine).curves["majority"] != table.curves["majority"]
+
+
 def test_calibration_points_of_other_setups_are_ignored(tmp_path):
     points = [point(policy=MEDIUM), point(reward_model=STEP_TAG)]
     table = StrategyTable.default(SMALL, PRM, calibration=write(tmp_path, calibration(points)))
@@ -268,7 +291,6 @@ BROKEN = [
     ({"format": "tts-planner-calibration", "version": 2, "points": [point()]}, "version", "not supported"),
     (calibration([]), "points", "non-empty"),
     (calibration([point(strategy="mcts")]), "points[0].strategy", "unknown strategy"),
-    (calibration([point(policy="gpt-5")]), "points[0].policy", "unknown policy"),
     (calibration([point(accuracy=1.5)]), "points[0].accuracy", "not in [0.0, 1.0]"),
     (calibration([point(tokens=0)]), "points[0].tokens", "above 0"),
     (calibration([point(size=True)]), "points[0].size", "positive integer"),

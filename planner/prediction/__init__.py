@@ -1,0 +1,1 @@
+"""The difficulty predictor: text features, the estimator, shipped models, training and metrics."""

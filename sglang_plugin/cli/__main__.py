@@ -1,0 +1,3 @@
+from sglang_plugin.cli.main import main
+
+main(prog_name="tts-planner")

@@ -1,0 +1,157 @@
+"""Options several commands share, and reading them into settings. Importing this module imports neither sglang
+nor the simulator."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from planner.errors import InputError
+from planner.jsonl import DEFAULT_MAX_CHARS, SkipLog
+
+
+def apply(command: Callable, options: list) -> Callable:
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def input_options(command: Callable) -> Callable:
+    """Options every command that reads a problem file shares."""
+    return apply(command, [
+        click.option("--field", default=None, metavar="NAME",
+                     help="Field holding the problem text (default: 'problem', else 'question')."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Skip bad lines (reported and counted on stderr) instead of stopping at the first."),
+        click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
+                     help="Longest problem text accepted, in characters."),
+    ])
+
+
+model_option = click.option(
+    "--model", default=None, metavar="NAME|PATH",
+    help="A shipped predictor by policy name (e.g. Qwen/Qwen2.5-Math-7B-Instruct; default: "
+         "Qwen/Qwen2.5-Math-1.5B-Instruct) or the path of a model file from `tts-planner train`.")
+output_option = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                             help="Write JSONL here (atomically) instead of to stdout.")
+
+
+def skip_log(skip_bad: bool) -> SkipLog | None:
+    return SkipLog() if skip_bad else None
+
+
+def report_skipped(skip: SkipLog | None) -> None:
+    if skip:
+        click.echo(skip.summary(), err=True)
+
+
+def require_frontend() -> None:
+    """Commands that talk to servers need the sglang frontend (the `sglang` extra)."""
+    missing = []
+    for name in ("sglang", "urllib3"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise click.ClickException(
+            f"this command needs the SGLang frontend (missing: {', '.join(missing)}). A machine that serves models "
+            "with sglang already has it; elsewhere install the light frontend from the tts-planner folder with: "
+            "pip install \".[sglang]\"")
+
+
+def key_value(ctx, param, values: tuple[str, ...]) -> dict:
+    """Repeated KEY=VALUE options as a dict; VALUE is JSON when it parses, else text."""
+    options = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
+        try:
+            options[key] = json.loads(raw)
+        except (ValueError, RecursionError):
+            options[key] = raw
+    return options
+
+
+def read_config_file(path: Path | None) -> dict:
+    """The sections of a --config JSON file ({} without one); errors name the file."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the config file: {exc}", path=str(path)) from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"not valid JSON: {exc}", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object of sections (sampling, search, grading, transport)", path=str(path))
+    return data
+
+
+def server_options(command: Callable) -> Callable:
+    """The options of the commands that run problems on servers (`run`, `calibrate`)."""
+    return apply(command, [
+        click.option("--endpoint", required=True, metavar="URL",
+                     help="The policy's SGLang server or SGLang Model Gateway, e.g. http://127.0.0.1:30000."),
+        click.option("--reward-endpoint", default=None, metavar="URL", help="The reward model's server."),
+        click.option("--scorer", default=None, metavar="KIND",
+                     help="How to read rewards: orm (SGLang /classify, the default with --reward-endpoint), "
+                          "math_shepherd or rlhflow (step-tag PRMs on an SGLang server), step_tag (give the token ids "
+                          "with --reward-option), vllm_qwen_prm (Qwen2.5-Math-PRM-7B on vLLM), http (any HTTP reward "
+                          "server, see --reward-option), self_certainty (no reward model), none."),
+        click.option("--reward-option", "reward_options", multiple=True, metavar="KEY=VALUE", callback=key_value,
+                     help="A scorer option (VALUE is JSON or text), repeatable: e.g. for http request='{\"input\": "
+                          "\"{texts}\"}' and scores_path=data[*].score."),
+        click.option("--reward-model", default=None, metavar="NAME",
+                     help="The reward model served, as the planner names it (for FLOPs and the planner's curves; "
+                          "default: the one the scorer reads)."),
+        click.option("--model", default=None, metavar="NAME|PATH",
+                     help="Difficulty predictor: a policy name or a model file from `tts-planner train` (default: "
+                          "the shipped predictor of the server's policy)."),
+        click.option("--policy", default=None, metavar="NAME",
+                     help="The policy served, when the server's model path is not a name the planner knows."),
+        click.option("--policy-params", type=float, default=None, metavar="N",
+                     help="The policy's parameter count (e.g. 7e9), for FLOPs and curves of a policy the planner "
+                          "does not know."),
+        click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Problems solved at once."),
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     default=None, help="JSON object with sections sampling (prompt, temperature, token cap), search "
+                                        "(steps, beam width, particle filter), grading and transport (timeouts, "
+                                        "retries); use the settings you serve with."),
+        click.option("--field", default=None, metavar="NAME",
+                     help="Field holding the problem text (default: 'problem', else 'question')."),
+        click.option("--answer-field", default="answer", show_default=True, metavar="NAME",
+                     help="Field holding the reference answer."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Skip bad input lines (reported and counted on stderr) instead of stopping at the first."),
+        click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
+                     help="Longest problem text accepted, in characters."),
+        click.option("--overwrite", is_flag=True, help="Discard earlier results and start over."),
+        click.option("--retry-failed", is_flag=True, help="When resuming, run the problems written as failed again."),
+        click.option("--max-failures-in-a-row", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="Stop when this many problems fail in a row although the servers answer."),
+        click.option("--api-key", envvar="TTS_PLANNER_API_KEY", default=None,
+                     help="Bearer token for the policy server (env TTS_PLANNER_API_KEY)."),
+    ])
+
+
+def run_settings(config_path: Path | None, planner_options: dict | None = None, **options):
+    """RunSettings from the command's options and its --config file; every value is checked here, before the
+    first request."""
+    from planner.adaptive import AdaptiveConfig
+    from sglang_plugin.config import SolveConfig, section
+    from sglang_plugin.runs.settings import RunSettings
+    from sglang_plugin.transport.http import TransportConfig
+
+    sections = read_config_file(config_path)
+    where = str(config_path) if config_path else "--config"
+    transport = section(TransportConfig, sections.pop("transport", {}), where, "transport")
+    config = SolveConfig.from_dict(sections, where)
+    adaptive = AdaptiveConfig.from_options(planner_options or {})
+    return RunSettings(config=config, transport=transport, adaptive=adaptive, **options)

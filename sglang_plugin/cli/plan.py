@@ -1,0 +1,85 @@
+"""`tts-planner plan`: a strategy and size for every problem of a file, spending a budget where it buys the most."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sglang_plugin.cli.options import input_options, model_option, output_option, report_skipped, skip_log
+from sglang_plugin.cli.predict import predict_with_progress
+
+
+def parse_strategies(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+@click.command("plan")
+@click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--budget", type=float, default=None, metavar="B",
+              help="Average samples per problem over the whole file (one sample = one chain-of-thought "
+                   "solution's tokens).")
+@click.option("--budget-tokens", type=float, default=None, metavar="T",
+              help="Or: the total token budget for the whole file (generated + uncached prompt + reward-model "
+                   "tokens).")
+@model_option
+@click.option("--policy", "policy_name", default=None, metavar="NAME",
+              help="The serving policy (default: the one the predictor was trained for).")
+@click.option("--policy-params", type=float, default=None, metavar="N",
+              help="The policy's parameter count (e.g. 7e9), for a policy tts-planner does not know.")
+@click.option("--reward-model", default=None, metavar="NAME",
+              help="The reward model you serve beside the policy, e.g. Qwen/Qwen2.5-Math-PRM-7B (default: none, "
+                   "so only cot and majority voting are planned).")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A calibration file from `tts-planner calibrate`, measured on your own stack.")
+@click.option("--strategies", default=None, metavar="LIST", help="Only consider these strategies (comma-separated).")
+@click.option("--floor", type=float, default=1.0, show_default=True, metavar="SAMPLES",
+              help="Every problem gets at least this many samples' worth of tokens.")
+@click.option("--cap", type=float, default=None, metavar="SAMPLES",
+              help="No problem gets more than this many samples' worth of tokens.")
+@output_option
+@input_options
+def plan_command(input_path: Path, budget: float | None, budget_tokens: float | None, model: str | None,
+                 policy_name: str | None, policy_params: float | None, reward_model: str | None,
+                 calibration: Path | None, strategies: str | None, floor: float, cap: float | None,
+                 output: Path | None, field: str | None, skip_bad: bool, max_chars: int) -> None:
+    """Give each problem a strategy and size that spend the budget where it buys the most accuracy.
+
+    Each output line is the input record plus a "plan": strategy, size, expected_accuracy, expected_cost
+    (tokens), and the predicted pass_at_1 and difficulty. A table then compares the plan with the best
+    uniform allocation (one strategy and size for every problem) at the same budget.
+
+    \b
+    Examples:
+      tts-planner plan examples/problems.jsonl --budget 4
+      tts-planner plan problems.jsonl --budget 8 --reward-model Qwen/Qwen2.5-Math-PRM-7B -o plans.jsonl
+      tts-planner plan problems.jsonl --budget-tokens 5e6 --cap 32
+    """
+    from planner.cost import estimate_prompt_tokens
+    from planner.jsonl import read_problems, write_jsonl
+    from planner.planning.allocation import Budget, allocate, uniform
+    from planner.planning.plan import format_comparison
+    from planner.planning.table import StrategyTable
+    from planner.policies import policy as find_policy
+    from planner.prediction.model_store import load_model
+
+    if (budget is None) == (budget_tokens is None):
+        raise click.UsageError("give exactly one of --budget (samples per problem) or --budget-tokens (total)")
+    batch_budget = Budget(budget) if budget is not None else Budget(budget_tokens, "tokens", total=True)
+    predictor = load_model(model)
+    chosen_policy = policy_name or predictor.policy
+    if chosen_policy is None:
+        raise click.UsageError(f"the model {model} does not say which policy it predicts for; pass --policy NAME")
+    table = StrategyTable.default(find_policy(chosen_policy, policy_params), reward_model, calibration)
+    skip = skip_log(skip_bad)
+    records, texts = read_problems(input_path, field, skip=skip, max_chars=max_chars)
+    if not records:
+        raise click.ClickException(f"{input_path}: no problems to plan")
+    pass_at_1 = predict_with_progress(predictor, texts)
+    options = dict(strategies=parse_strategies(strategies), prompt_tokens=estimate_prompt_tokens(texts))
+    planned = allocate(pass_at_1, table, batch_budget, floor=Budget(floor),
+                       cap=Budget(cap) if cap is not None else None, **options)
+    baseline = uniform(pass_at_1, table, batch_budget, **options)
+    write_jsonl(({**record, "plan": row} for record, row in zip(records, planned.records())), output)
+    click.echo(format_comparison(planned, baseline), err=output is None)
+    report_skipped(skip)

@@ -1,0 +1,60 @@
+"""`tts-planner run`: solve a file of problems on an SGLang server, resumably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sglang_plugin.cli.options import key_value, require_frontend, run_settings, server_options
+
+
+@click.command("run")
+@server_options
+@click.option("--input", "input_path", required=True, metavar="PROBLEMS.jsonl",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="One problem per line: 'problem' (or 'question') text, an optional id (problem_id, id, "
+                   "unique_id, idx) and an optional reference 'answer'.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Results, one line per finished problem (appended; an interrupted run resumes from it).")
+@click.option("--outcomes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Per-sample outcome records for `tts-planner train --label correct` (default: "
+                   "OUTPUT.outcomes.jsonl).")
+@click.option("--budget", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Average samples per problem the planner may spend (one sample = one chain-of-thought solution; "
+                   "it probes a few first, and settled problems stop there).")
+@click.option("--max-budget", type=click.IntRange(min=1), default=None,
+              help="Most samples the planner may spend on one problem (default: twice --budget).")
+@click.option("--target-confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Stop each problem once its answer is this likely to be right (up to --max-budget) instead of "
+                   "letting the planner weigh accuracy against cost.")
+@click.option("--planner-option", "planner_options", multiple=True, metavar="KEY=VALUE", callback=key_value,
+              help="An adaptive setting, repeatable: probe_size, round_size, spread, settle_confidence, min_gain, "
+                   "selection, prior_strength, alpha, reward_evidence.")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A calibration file from `tts-planner calibrate`: the planner's curves measured on your stack.")
+@click.option("--strategy", default=None, metavar="NAME",
+              help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
+                   "dvts, particle_filter) instead of the planner's choice; needs --size.")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
+def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
+    """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
+    (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
+    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume.
+
+    \b
+    Examples:
+      tts-planner run --endpoint http://127.0.0.1:30000 --input problems.jsonl --output results.jsonl
+      tts-planner run --endpoint URL --reward-endpoint URL2 --input p.jsonl -o r.jsonl --budget 8
+      tts-planner run --endpoint URL --input p.jsonl -o r.jsonl --strategy majority --size 8
+    """
+    require_frontend()
+    from sglang_plugin.runs.batch import run_batch
+    from sglang_plugin.runs.summary import format_summary
+
+    settings = run_settings(config_path, input=input_path, output=output, outcomes=outcomes, **options)
+    report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
+    if report.skipped:
+        click.echo(report.skipped.summary(), err=True)
+    click.echo(format_summary(report.summary))
+    click.echo(f"results: {settings.output}\noutcome records: {settings.outcomes_path}", err=True)

@@ -1,0 +1,48 @@
+"""`tts-planner train`: a difficulty predictor from your own outcomes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from sglang_plugin.cli.options import input_options, report_skipped, skip_log
+
+
+@click.command("train")
+@click.argument("data_path", metavar="DATA.jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--label", "label_field", required=True, metavar="FIELD",
+              help="Outcome field: a success rate in [0, 1], a correct count (with --total-field), or true/false "
+                   "per sampled solution (outcome records from `tts-planner run`).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the model file (.npz).")
+@click.option("--total-field", default=None, metavar="FIELD", help="Field with the number of samples n when "
+              "--label holds a count k of correct ones.")
+@click.option("--group-field", default="problem_id", show_default=True, metavar="FIELD",
+              help="Lines with the same value are one problem (outcome records); lines without it group by text.")
+@click.option("--policy", "policy_name", default=None, metavar="NAME",
+              help="The policy these outcomes came from, recorded in the model (used by `plan`).")
+@click.option("--holdout", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
+              help="Share of problems held out to measure the model.")
+@click.option("--refit", is_flag=True, help="After measuring, refit on every problem (held-out rows included).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@input_options
+def train_command(data_path: Path, label_field: str, output: Path, total_field: str | None, group_field: str,
+                  policy_name: str | None, holdout: float, refit: bool, seed: int, field: str | None, skip_bad: bool,
+                  max_chars: int) -> None:
+    """Train a difficulty predictor on your own outcomes and print its held-out metrics.
+
+    \b
+    Examples:
+      tts-planner train outcomes.jsonl --label correct --output my-policy.npz
+      tts-planner train rates.jsonl --label pass_rate --output my-policy.npz --policy Qwen/Qwen2.5-7B-Instruct
+    """
+    from planner.prediction.training import train_from_file
+
+    skip = skip_log(skip_bad)
+    report = train_from_file(data_path, label_field, output, total_field=total_field, group_field=group_field,
+                             text_field=field, policy_name=policy_name, holdout=holdout, refit=refit, seed=seed,
+                             skip=skip, max_chars=max_chars, echo=lambda text: click.echo(text, err=True))
+    click.echo(json.dumps(report, indent=2))
+    report_skipped(skip)

@@ -1,0 +1,106 @@
+"""What a batch run writes for one problem: its result line (the input record plus the outcome of the solve) and
+its outcome records, one per independent sample, the labels `tts-planner train --label correct` retrains on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.cost import Cost
+from planner.records import OutcomeRecord, ResultLine
+from planner.strategies import REGISTRY
+from sglang_plugin.answers import extract_answer, shared_grouper
+from sglang_plugin.programs.result import Branch, SolveResult
+from sglang_plugin.runs.problems import RunProblem
+
+# A branch that stopped for one of these reasons is a whole sample of the policy; pruned and failed ones are not.
+SAMPLE_REASONS = frozenset({"answer", "eos", "length", "max_steps"})
+
+
+class Judge:
+    """Decides whether an answer matches a reference, by the same equivalence the votes use (math-verify under
+    a time limit, in its own process)."""
+
+    def __init__(self, timeout: float = 5.0, workers: int = 1) -> None:
+        self.timeout = timeout
+        self.grouper = shared_grouper(workers)
+
+    def correct(self, answer: str | None, reference: str) -> bool:
+        if answer is None:
+            return False
+        return self.grouper.equivalent(answer, reference_answer(reference), self.timeout)
+
+
+def reference_answer(reference: str) -> str:
+    """The final answer inside a reference: a \\boxed{} answer, GSM8K's "... #### 42", or the whole text."""
+    if "####" in reference:
+        return reference.rsplit("####", 1)[1].strip().replace(",", "")
+    return extract_answer(reference) or reference
+
+
+@dataclass
+class Solved:
+    """One problem's solve as the runner records it."""
+
+    result: SolveResult
+
+    @property
+    def executed(self) -> str:
+        """The strategy that ran: an adaptive solve's search if it ended in one, else its sampling rule."""
+        trace = self.result.plan.adaptive if self.result.plan is not None else None
+        if trace is None:
+            return self.result.strategy
+        return trace.search or trace.probe_strategy
+
+    def samples(self) -> list[Branch]:
+        """The branches that are independent samples of the policy: every whole branch of a strategy whose
+        branches are samples, an adaptive solve's probe and rounds (its first `samples` branches; a search after
+        them is not)."""
+        trace = self.result.plan.adaptive if self.result.plan is not None else None
+        if trace is not None:
+            drawn = [b for b in self.result.branches if b.id < trace.samples]
+        elif REGISTRY[self.result.strategy].independent_samples:
+            drawn = self.result.branches
+        else:
+            drawn = []
+        return [b for b in drawn if is_sample(b)]
+
+    @property
+    def failed(self) -> bool:
+        """No branch ended as a sample of the policy: every one failed (or none ran)."""
+        return not any(is_sample(b) for b in self.result.branches)
+
+
+def result_line(problem: RunProblem, solved: Solved | None, judge: Judge, *, errors: list[str], cost: Cost,
+                answer_field: str = "answer") -> ResultLine:
+    """The input record plus the solve's outcome; `solved` None (a solve that raised) or without a finished
+    branch gives status "failed". `errors` and `cost` cover every attempt at the problem."""
+    record = dict(problem.record)
+    if problem.reference is not None and answer_field == "answer":
+        record["reference_answer"] = record.pop("answer")
+    result = solved.result if solved is not None else None
+    answer = result.answer if result is not None else None
+    return ResultLine(
+        problem_id=problem.problem_id, answer=answer, status="failed" if solved is None or solved.failed else "ok",
+        cost=cost, strategy=solved.executed if solved is not None else None,
+        correct=judge.correct(answer, problem.reference) if problem.reference is not None else None,
+        plan=result.plan if result is not None else None, prediction=result.prediction if result is not None else None,
+        errors=tuple(errors), branches=len(result.branches) if result is not None else 0,
+        failed_branches=len(result.failed_branches) if result is not None else 0, record=record)
+
+
+def outcome_records(problem: RunProblem, solved: Solved | None, judge: Judge, policy: str) -> list[OutcomeRecord]:
+    """One record per independent sample of the policy (see Solved.samples) of a problem with a reference
+    answer, so the records are unbiased pass@1 labels. Failed branches are not samples; the branches of beam
+    search, DVTS and the particle filter were selected by a reward model, so they would overstate pass@1 and
+    are not written. `strategy` is the sampling strategy that drew the sample."""
+    if problem.reference is None or solved is None:
+        return []
+    trace = solved.result.plan.adaptive if solved.result.plan is not None else None
+    strategy = trace.probe_strategy if trace is not None else solved.result.strategy
+    return [OutcomeRecord(problem.problem_id, problem.text, policy, strategy, branch.id, branch.answer,
+                          judge.correct(branch.answer, problem.reference))
+            for branch in solved.samples()]
+
+
+def is_sample(branch: Branch) -> bool:
+    return branch.finish_reason in SAMPLE_REASONS

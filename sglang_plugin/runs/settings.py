@@ -1,0 +1,143 @@
+"""The settings of one batch run, checked before the first request: what `tts-planner run` (and each arm of
+`tts-planner calibrate`) needs, and which of them decide the results, so a resume must match them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planner.adaptive import AdaptiveConfig, check_budget, check_target
+from planner.errors import InputError
+from planner.files import sha256_of
+from planner.jsonl import DEFAULT_MAX_CHARS
+from planner.planning.calibration import load_calibration
+from planner.policies import check_params
+from planner.strategies import strategy as find_strategy
+from sglang_plugin.config import SolveConfig
+from sglang_plugin.scorers.base import Scorer
+from sglang_plugin.scorers.kinds import SCORER_KINDS, make_scorer
+from sglang_plugin.transport.http import TransportConfig
+
+# Scorer options that are credentials: never written to the run's manifest or shown.
+SECRET_OPTIONS = frozenset({"api_key", "headers"})
+MAX_SIZE = 4096  # samples per problem: far beyond any useful budget, and still a bounded amount of work
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one batch run needs; what `identity()` lists must match to resume an output."""
+
+    endpoint: str
+    input: Path
+    output: Path
+    outcomes: Path | None = None  # default: OUTPUT.outcomes.jsonl
+    budget: int = 8  # adaptive: average samples per problem
+    strategy: str | None = None  # forced strategy (with `size`); None: the planner decides
+    size: int | None = None
+    max_budget: int | None = None  # adaptive: per-problem cap (default: the planner's spread x budget)
+    target_confidence: float | None = None  # adaptive: stop a problem once its answer is this likely right
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    calibration: Path | None = None  # strategy-table calibration from `tts-planner calibrate`
+    reward_endpoint: str | None = None
+    scorer: str | None = None  # default: "orm" with a reward endpoint, else "none"
+    reward_model: str | None = None
+    reward_options: dict = field(default_factory=dict)
+    model: str | None = None  # difficulty predictor: policy name or model file
+    policy: str | None = None  # the policy served, when the server's model path is not a name the planner knows
+    policy_params: float | None = None
+    concurrency: int = 8
+    config: SolveConfig = field(default_factory=SolveConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    field: str | None = None
+    answer_field: str = "answer"
+    skip_bad: bool = False
+    max_chars: int = DEFAULT_MAX_CHARS
+    overwrite: bool = False
+    retry_failed: bool = False
+    max_failures_in_a_row: int = 10
+    retry_delay: float = 2.0
+    progress: bool = True
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.strategy is None) != (self.size is None):
+            raise InputError("give --strategy and --size together (or neither, to let the planner decide)",
+                             field="strategy" if self.strategy is None else "size")
+        if self.strategy is not None:
+            spec = find_strategy(self.strategy)
+            check_budget(self.size, "size")
+            if self.size > MAX_SIZE:
+                raise InputError(f"at most {MAX_SIZE} samples per problem, got {self.size}", field="size")
+            if spec.needs_reward and self.scorer_kind == "none":
+                raise InputError(f"{self.strategy} ranks branches with a reward model: give --reward-endpoint "
+                                 "(and --scorer)", field="scorer")
+            if (self.max_budget, self.target_confidence, self.calibration) != (None, None, None) \
+                    or self.adaptive != AdaptiveConfig():
+                raise InputError("--max-budget, --target-confidence, --planner-option and --calibration are for the "
+                                 "planner; a forced --strategy does not use them", field="strategy")
+        if self.scorer_kind not in SCORER_KINDS:
+            raise InputError(f"unknown scorer '{self.scorer}'; known: {', '.join(SCORER_KINDS)}", field="scorer")
+        check_budget(self.budget, "budget")
+        for name in ("budget", "max_budget"):
+            value = getattr(self, name)
+            if value is not None and check_budget(value, name) > MAX_SIZE:
+                raise InputError(f"at most {MAX_SIZE} samples per problem, got {value}", field=name)
+        check_target(self.target_confidence)
+        if self.policy_params is not None:
+            check_params(self.policy_params, "policy_params")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise InputError(f"must be at least 1, got {self.concurrency}", field="concurrency")
+        if not (isinstance(self.retry_delay, (int, float)) and math.isfinite(self.retry_delay) and self.retry_delay >= 0):
+            raise InputError(f"must be a non-negative number, got {self.retry_delay!r}", field="retry_delay")
+        if self.calibration is not None:
+            load_calibration(self.calibration)  # a bad file is refused before the first request
+        self.make_scorer()  # bad scorer options too
+        if self.input.resolve() in (self.output.resolve(), self.outcomes_path.resolve()):
+            raise InputError("the output would overwrite the input; choose another --output", field="output")
+
+    @property
+    def scorer_kind(self) -> str:
+        return self.scorer or ("orm" if self.reward_endpoint else "none")
+
+    def make_scorer(self) -> Scorer | None:
+        """The scorer of --scorer, --reward-endpoint and --reward-option (built without sending a request)."""
+        options = dict(self.reward_options)
+        if self.reward_endpoint:
+            options.setdefault("transport", self.transport)
+        return make_scorer(self.scorer_kind, self.reward_endpoint, **options)
+
+    @property
+    def reward_model_name(self) -> str | None:
+        """--reward-model, else the reward model the scorer says it reads (None without one)."""
+        if self.reward_model:
+            return self.reward_model
+        scorer = self.make_scorer()
+        return scorer.reward_model if scorer is not None else None
+
+    @property
+    def outcomes_path(self) -> Path:
+        return self.outcomes or self.output.with_name(self.output.name + ".outcomes.jsonl")
+
+    def identity(self, policy_name: str, predictor: Path | None) -> dict:
+        """What decides a run's results: resuming an output needs the same."""
+        forced = self.strategy is not None
+        settings = {
+            "policy": policy_name, "field": self.field, "answer_field": self.answer_field,
+            "strategy": self.strategy or "adaptive", "size": self.size, "scorer": self.scorer_kind,
+            "reward_model": self.reward_model,
+            "reward_options": {k: v for k, v in self.reward_options.items() if k not in SECRET_OPTIONS},
+            "config": _without_workers(self.config.to_dict()),
+        }
+        if not forced:
+            settings.update(budget=self.budget, max_budget=self.max_budget, target_confidence=self.target_confidence,
+                            adaptive=self.adaptive.to_dict(),
+                            predictor=None if predictor is None else sha256_of(predictor),
+                            calibration=None if self.calibration is None else sha256_of(self.calibration))
+        return {"input_sha256": sha256_of(self.input), "settings": settings}
+
+
+def _without_workers(config: dict) -> dict:
+    """The solve config as it decides results: how many processes compare answers does not."""
+    grading = {k: v for k, v in config["grading"].items() if k != "answer_workers"}
+    return {**config, "grading": grading}
