@@ -50,6 +50,7 @@ class SimConfig:
     thinking: bool = False                # the long-thinking profile (see thinking.py)
     confidence_auroc: float = 0.8         # thinking: AUROC of the lowest-window confidence, correct vs wrong
     confidence_window: int = think.DEFAULT_WINDOW
+    thinking_params: think.ThinkingParams | None = None  # None: the published/assumed defaults (README table)
     stream_interval: int = 1              # tokens per streamed chunk (a request's own stream_interval wins)
     incremental_streaming_output: bool | None = None  # None: on for the thinking profile, off otherwise
     seed: int = 0
@@ -138,7 +139,8 @@ class SimEngine:
         self.scores = ScoreModel(config.seed, reward_auroc=config.reward_auroc,
                                  confidence_gap=config.confidence_gap)
         self.thinking = ThinkingModel(self.tokenizer, seed=config.seed, confidence_auroc=config.confidence_auroc,
-                                      window=config.confidence_window) if config.thinking else None
+                                      window=config.confidence_window, params=config.thinking_params) \
+            if config.thinking else None
         self.runs = RunRegistry()
         self.stats = Stats()
         self._profile_steps: int | None = None
@@ -185,7 +187,7 @@ class SimEngine:
         budget = sampling.max_new_tokens if sampling.max_new_tokens is not None else cfg.context_length - length - 1
         spans, levels = None, None
         if self.thinking is not None and budget > 0:
-            out_ids, out_texts, levels = self._think(text, sampling, budget)
+            out_ids, out_texts, levels, plan = self._think(text, sampling, budget)
             labels: list = []
         else:
             chunks: list[Chunk] = []
@@ -202,7 +204,7 @@ class SimEngine:
             if levels is not None:
                 meta = self._logprobs(req, text, prompt_ids, ends, spans, [], [], start)
                 logprobs = ThinkingLogprobs(self.thinking, levels[:count], out_ids[:count], req.top_logprobs_num,
-                                            req.return_text_in_logprobs, req.token_ids_logprob, meta)
+                                            req.return_text_in_logprobs, req.token_ids_logprob, meta, plan)
             else:
                 lp_ids = out_ids[:count] if count else out_ids[:1]
                 logprobs = DictLogprobs(self._logprobs(req, text, prompt_ids, ends, spans, lp_ids, labels, start),
@@ -217,7 +219,7 @@ class SimEngine:
         return Generation(req.rid, length, cached, out_ids[:count], shown, count, reason, text_out, logprobs,
                           prompt_ids)
 
-    def _think(self, text: str, sampling: Sampling, budget: int) -> tuple[list[int], list[str], list[int]]:
+    def _think(self, text: str, sampling: Sampling, budget: int):
         """A long-thinking trace for this prompt: "<think>" (unless the prompt opened it), thinking, "</think>",
         the answer and the end-of-sequence token; tokens past the budget are not built."""
         model, tok = self.thinking, self.tokenizer
@@ -246,7 +248,7 @@ class SimEngine:
             ids.append(tok.eos_token_id)
             texts.append(tok.token_text(tok.eos_token_id))
         levels = model.levels(plan, head, natural, min(len(ids), budget))
-        return ids[:budget], texts[:budget], levels
+        return ids[:budget], texts[:budget], levels, plan
 
     def _rng(self, text: str, sampling: Sampling) -> random.Random:
         key = hashlib.blake2b(f"{text}\x00{sampling.key}".encode("utf-8"), digest_size=16).digest()

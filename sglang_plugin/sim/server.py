@@ -71,8 +71,7 @@ class SimServer:
             bank = problems
         else:
             bank = ProblemBank(problems)
-        config = config or SimConfig()
-        self.config = SimConfig(**{**config.__dict__, **options})
+        self.config = SimConfig(**{**config.__dict__, **options}) if config is not None else SimConfig(**options)
         self.engine = SimEngine(self.config, bank)
         self.host, self.port = host, port
         self._httpd: _HTTPServer | None = None
@@ -372,6 +371,8 @@ class _Handler(BaseHTTPRequestHandler):
             tail = generation.final_text[len(sent_text):]  # SGLang sends what the trimmed text adds
             final = tail if incremental else text + tail
         engine.finish(generation, run, generated)
+        if stopping.is_set():  # a server going down sends nothing more: the client sees the stream break
+            gone.closed = True
         if gone.closed:
             return
         try:

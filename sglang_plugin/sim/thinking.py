@@ -372,8 +372,8 @@ class ThinkingLogprobs:
     the engine (`input_meta`, in SGLang's field order)."""
 
     def __init__(self, model: ThinkingModel, levels: list[int], ids: list[int], top_k: int, with_text: bool,
-                 token_ids: list[int] | None, input_meta: dict) -> None:
-        self.model, self.levels, self.ids = model, levels, ids
+                 token_ids: list[int] | None, input_meta: dict, plan: TracePlan | None = None) -> None:
+        self.model, self.levels, self.ids, self.plan = model, levels, ids, plan
         self.top_k = min(top_k, MAX_TOP_K)
         self.with_text, self.token_ids = with_text, token_ids
         self.input = {name: json.dumps(value, ensure_ascii=False) for name, value in input_meta.items()
