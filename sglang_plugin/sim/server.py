@@ -1,19 +1,27 @@
 """A SIMULATED SGLang server: the HTTP protocol of `python -m sglang.launch_server` (the endpoints the sglang
-frontend, `sgl.RuntimeEndpoint`, and reward scorers use, with SGLang's request and response shapes) in front
-of a model-free simulator. No model, no GPU: texts are a problem's reference steps or wrong variants of
-them, drawn so each known problem is solved at its measured success rate; rewards and logprobs are
-synthetic with a configured discrimination. It says so in its ready line and in /get_model_info.
+frontend, `sgl.RuntimeEndpoint`, reward scorers and the SGLang Model Gateway use, with SGLang's request and
+response shapes) in front of a model-free simulator. No model, no GPU: texts are a problem's reference steps
+or wrong variants of them (or, with `thinking=True`, long <think> traces; see thinking.py), drawn so each
+known problem is solved at its measured success rate; rewards and logprobs are synthetic with a configured
+discrimination. It says so in its ready line and in /get_model_info.
 
-Endpoints: GET /health, /health_generate, /get_model_info (= /model_info), /get_server_info
-(= /server_info); GET or POST /flush_cache; POST (or PUT) /generate, /classify, /encode; POST /tokenize,
-/detokenize (and /v1/... aliases). Unknown paths get 404 and known paths with a wrong method 405, with
-FastAPI's {"detail": ...} bodies.
+Endpoints: GET /health, /health_generate, /get_model_info (= /model_info), /get_server_info (= /server_info),
+/get_load (0.5.2), /v1/loads (0.5.23), /v1/models; GET or POST /flush_cache, /start_profile, /stop_profile;
+POST (or PUT) /generate, /classify, /encode; POST /abort_request, /tokenize, /detokenize (and /v1/...
+aliases). Unknown paths get 404 and known paths with a wrong method 405, with FastAPI's {"detail": ...} bodies.
+
+Streaming follows SGLang 0.5.2 (generation.py has the chunk contents), with `stream_interval` and 0.5.23's
+incremental_streaming_output as options. A client-supplied rid names the request; /abort_request stops it
+(or all, with abort_all) and so does a client closing its connection: the tokens generated until then are the
+answer (finish_reason {"type": "abort", ...}) and what the server counts; the rest of its simulated time is
+not spent (runs.py).
 
 Concurrency: one thread per connection (stdlib ThreadingHTTPServer); simulated time (`token_delay_ms` per
-generated token, `prefill_delay_ms` per uncached prompt token) is slept in each request's own thread, so
+generated token, `prefill_delay_ms` per uncached prompt token) runs on each request's own clock, so
 concurrent requests overlap like a batching server's. Faults (`fail_rate` HTTP 500s, `drop_rate` closed
 connections, `stall_rate` stalls of `stall_seconds`) hit /generate, /classify and /encode only, so a
-client can still connect and read the model info.
+client can still connect and read the model info. A server that stops breaks its open streams, as a dying
+process would (a gateway then retries plain requests on another worker).
 
 Where it knowingly differs from SGLang 0.5: max_new_tokens 0 returns empty text and completion_tokens 0
 (a real server samples one token), while the logprob arrays keep the one next-position entry a real server
@@ -21,8 +29,10 @@ has (Engine.score reads output_token_ids_logprobs[0]); one server answers genera
 step-tag PRM (a real reward model runs on its own --is-embedding server); an unknown sampling parameter is
 a 400 (a real server fails with 500); constrained decoding is refused; temperature, top_p and top_k do not
 change the trajectory model except that temperature 0 (or top_k 1) is greedy; the tokenizer is the
-simulator's own (see sim_tokens.py), so token ids differ from the real model's except the configured PRM
-ids, which default to Math-Shepherd's so its scorer works unchanged.
+simulator's own (see tokens.py), so token ids differ from the real model's except the configured PRM
+ids, which default to Math-Shepherd's so its scorer works unchanged; a closed connection aborts the request
+at once (SGLang's abort task waits 2 s); the profiler switches write no trace; a batch streams its items one
+after the other (SGLang interleaves them).
 """
 
 from __future__ import annotations

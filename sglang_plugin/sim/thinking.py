@@ -58,9 +58,9 @@ _WORDS = (" the", " value", " sum", " is", " we", " need", " to", " check", " ca
           " again", " count", " add", " all", " next", " step", " a", " one", " other", " same", " part",
           " and", " not", " back", " first", " last", " root", " these", " form", " fine", " holds", " means",
           " since", " when", " case", " makes", " sense")
-_ALTERNATIVES = (" but", " when", " there", " which", " would", " could", " where", " after", " while",
-                 " until", " whole", " every", " might", " maybe", " about", " since", " still", " only",
-                 " just", " also", " here", " thus", " hence", " more", " less", " some", " many", " much",
+_ALTERNATIVES = (" but", " those", " there", " which", " would", " could", " where", " after", " while",
+                 " until", " whole", " every", " might", " maybe", " about", " whose", " still", " only",
+                 " just", " never", " here", " thus", " hence", " more", " less", " some", " many", " much",
                  " any", " few")
 
 
@@ -147,6 +147,7 @@ class ThinkingModel:
         self._alt_ids += [tokenizer.piece_id(f" q{chr(97 + i // 26)}{chr(97 + i % 26)}")
                           for i in range(MAX_TOP_K - len(self._alt_ids) + 1)]
         self._alt_set = frozenset(self._alt_ids[:MAX_TOP_K - 1])
+        self._fragments: dict[tuple[int, bool], dict[int, str]] = {}
         self.open_ids = [tokenizer.special_ids[THINK_OPEN]] + tokenizer.encode("\n")
         self.close_ids = tokenizer.encode("\n") + [tokenizer.special_ids[THINK_CLOSE]] + tokenizer.encode("\n\n")
 
@@ -272,15 +273,17 @@ class ThinkingModel:
 
     # -- logprob fragments -----------------------------------------------------------------------------
 
-    def top_fragment(self, k: int, level: int, with_text: bool) -> str:
-        """`, [lp, id, text], ...` for the k - 1 alternatives at this level (empty for k = 1)."""
-        return _alt_fragment(tuple(self._alt_ids[:MAX_TOP_K - 1]), k, level, with_text, self.tokenizer)
+    def top_fragments(self, k: int, with_text: bool) -> dict[int, str]:
+        """Level -> `, [lp, id, text], ...` for the k - 1 alternatives (empty for k = 1), filled on demand."""
+        key = (k, with_text)
+        table = self._fragments.get(key)
+        if table is None:
+            table = self._fragments.setdefault(key, _Fragments(self._alt_ids[:MAX_TOP_K - 1], k, with_text,
+                                                               self.tokenizer))
+        return table
 
     def first_logprob(self, level: int) -> str:
         return _first(level)
-
-    def collides(self, token_id: int) -> bool:
-        return token_id in self._alt_set
 
     def slow_top(self, k: int, level: int, token_id: int, with_text: bool) -> list:
         """The top-k entries as Python lists, for a sampled token that is also one of the alternatives."""
@@ -298,57 +301,57 @@ def _ratio(j: int) -> float:
     return 1.0 + 0.05 * (j - 2)
 
 
-def _first_lp(x: float) -> float:
-    rest = sum(math.exp(-x * _ratio(j)) for j in range(2, MAX_TOP_K + 1)) + 2.0 * math.exp(-2.0 * x)
-    return math.log(max(1e-12, 1.0 - rest))
+_RATIOS = np.array([_ratio(j) for j in range(2, MAX_TOP_K + 1)])
 
 
-def _confidence(x: float, k: int = DEFAULT_TOP_K) -> float:
-    return -(_first_lp(x) - sum(x * _ratio(j) for j in range(2, k + 1))) / k
-
-
-@lru_cache(maxsize=None)
-def _x_table() -> tuple[np.ndarray, np.ndarray]:
-    xs = np.linspace(MIN_X, MAX_X, 20000)
-    cs = np.array([_confidence(float(x)) for x in xs])
-    return xs, cs
+def _first_lp(x: np.ndarray) -> np.ndarray:
+    """Logprob of the sampled (most likely) token when the runner-up's is -x: what the alternatives and the
+    rest of the vocabulary (2 e^-2x) leave."""
+    rest = np.exp(-np.multiply.outer(x, _RATIOS)).sum(axis=-1) + 2.0 * np.exp(-2.0 * x)
+    return np.log(np.maximum(1e-12, 1.0 - rest))
 
 
 @lru_cache(maxsize=1)
+def _levels() -> tuple[int, np.ndarray, list[str]]:
+    """For every level from the lowest to the highest reachable: the runner-up gap x whose k = 20 confidence is
+    level / LEVEL_SCALE, and the sampled token's logprob as JSON text."""
+    xs = np.linspace(MIN_X, MAX_X, 40001)
+    cs = -(_first_lp(xs) - xs * _RATIOS[:DEFAULT_TOP_K - 1].sum()) / DEFAULT_TOP_K
+    low, high = int(math.ceil(cs[0] * LEVEL_SCALE)), int(math.floor(cs[-1] * LEVEL_SCALE))
+    x = np.interp(np.arange(low, high + 1) / LEVEL_SCALE, cs, xs)
+    return low, x, [repr(round(float(v), 8)) for v in _first_lp(x)]
+
+
 def _level_bounds() -> tuple[int, int]:
-    xs, cs = _x_table()
-    return int(math.ceil(cs[0] * LEVEL_SCALE)), int(math.floor(cs[-1] * LEVEL_SCALE))
+    low, x, _ = _levels()
+    return low, low + len(x) - 1
 
 
-@lru_cache(maxsize=8192)
 def _x_of(level: int) -> float:
-    """The runner-up gap x whose k = 20 confidence is level / LEVEL_SCALE."""
-    xs, cs = _x_table()
-    target = level / LEVEL_SCALE
-    low, high = float(xs[max(0, int(np.searchsorted(cs, target)) - 1)]), float(xs[min(len(xs) - 1,
-                                                                              int(np.searchsorted(cs, target)))])
-    for _ in range(40):
-        mid = (low + high) / 2
-        if _confidence(mid) < target:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
+    low, x, _ = _levels()
+    return float(x[level - low])
 
 
-@lru_cache(maxsize=8192)
 def _first(level: int) -> str:
-    return repr(round(_first_lp(_x_of(level)), 8))
+    low, _, first = _levels()
+    return first[level - low]
 
 
-@lru_cache(maxsize=65536)
-def _alt_fragment(alt_ids: tuple[int, ...], k: int, level: int, with_text: bool, tokenizer) -> str:
-    x = _x_of(level)
-    parts = []
-    for j, alt in enumerate(alt_ids[:k - 1], start=2):
-        text = json.dumps(tokenizer.token_text(alt), ensure_ascii=False) if with_text else "null"
-        parts.append(f", [{round(-x * _ratio(j), 6)!r}, {alt}, {text}]")
-    return "".join(parts)
+class _Fragments(dict):
+    """Level -> the JSON of the alternatives' top-k entries at that level, computed once per level."""
+
+    def __init__(self, alt_ids: list[int], k: int, with_text: bool, tokenizer) -> None:
+        super().__init__()
+        self.alt_ids, self.k, self.with_text, self.tokenizer = alt_ids, k, with_text, tokenizer
+
+    def __missing__(self, level: int) -> str:
+        x = _x_of(level)
+        parts = []
+        for j, alt in enumerate(self.alt_ids[:self.k - 1], start=2):
+            text = json.dumps(self.tokenizer.token_text(alt), ensure_ascii=False) if self.with_text else "null"
+            parts.append(f", [{round(-x * _ratio(j), 6)!r}, {alt}, {text}]")
+        self[level] = value = "".join(parts)
+        return value
 
 
 def _cyclic(tape: list, offset: int, count: int) -> list:
@@ -404,12 +407,13 @@ class ThinkingLogprobs:
 
     def _top(self, start: int, end: int) -> str:
         model, k, with_text, text, first = self.model, self.top_k, self.with_text, self._text, _first
+        fragments, collides = model.top_fragments(k, with_text), model._alt_set
         parts = []
         for lv, i in zip(self.levels[start:end], self.ids[start:end]):
-            if model.collides(i):
+            if i in collides:
                 parts.append(json.dumps(model.slow_top(k, lv, i, with_text), ensure_ascii=False))
             else:
-                parts.append(f"[[{first(lv)}, {i}, {text(i)}]{model.top_fragment(k, lv, with_text)}]")
+                parts.append(f"[[{first(lv)}, {i}, {text(i)}]{fragments[lv]}]")
         return "[" + ", ".join(parts) + "]"
 
     def _chosen(self, start: int, end: int) -> str:
