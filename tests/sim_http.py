@@ -96,3 +96,14 @@ def wait_idle(url: str, timeout: float = 5.0) -> dict:
         if stats["running"] == 0 or time.monotonic() > deadline:
             return stats
         time.sleep(0.02)
+
+
+def stream_and_abort(url: str, body: dict, after: int) -> tuple[Stream, list[dict], float]:
+    """Stream `body` (which names its rid), POST /abort_request for that rid once `after` chunks have come,
+    and read the stream to its end: (the stream, its chunks, seconds it took)."""
+    stream, chunks, started = Stream(url, body), [], time.monotonic()
+    for chunk in stream:
+        chunks.append(chunk)
+        if len(chunks) == after:
+            assert call(url, "/abort_request", {"rid": body["rid"]})[0] == 200
+    return stream, chunks, time.monotonic() - started

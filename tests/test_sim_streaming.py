@@ -2,13 +2,31 @@
 chunk contents, stream_interval, incremental output, /abort_request (plain and streamed), abort on
 disconnect, /get_load, /v1/loads, /v1/models, the profiler switches and /get_server_info."""
 
+import itertools
 import threading
 import time
 
 import pytest
-from sim_http import RATE_FIELD, RATES, SOLUTIONS, Stream, call, ok, prompt, sample_records, sim_stats, wait_idle
+from sim_http import (
+    RATE_FIELD,
+    RATES,
+    SOLUTIONS,
+    Stream,
+    call,
+    ok,
+    prompt,
+    sample_records,
+    sim_stats,
+    stream_and_abort,
+    wait_idle,
+)
 
 from sglang_plugin.sim.server import SimServer
+
+
+def flat(lists) -> list:
+    return list(itertools.chain.from_iterable(lists))
+
 
 ABORT = {"type": "abort", "message": "Aborted", "status_code": None, "err_type": None}
 
@@ -36,7 +54,7 @@ def test_stream_chunks_match_sglang_052(server, text):
     assert stream.done
     assert all(c["meta_info"]["id"] == "stream-1" for c in chunks) and plain["meta_info"]["id"] == "plain-1"
     assert all(len(c["output_ids"]) == 1 for c in chunks[:-1])  # only the new ids
-    assert sum((c["output_ids"] for c in chunks), []) == plain["output_ids"]
+    assert flat(c["output_ids"] for c in chunks) == plain["output_ids"]
     counts = [c["meta_info"]["completion_tokens"] for c in chunks]
     assert counts == list(range(1, len(chunks) + 1)) and counts[-1] == plain["meta_info"]["completion_tokens"]
     for chunk in chunks[:-1]:
@@ -64,7 +82,7 @@ def test_stream_interval(text, where):
     total = plain["meta_info"]["completion_tokens"]
     counts = [c["meta_info"]["completion_tokens"] for c in chunks]
     assert counts[:-1] == list(range(1, total, 8)) and counts[-1] == total  # 0.5.2: at 1, 9, 17, ... and the end
-    assert sum((c["output_ids"] for c in chunks), []) == plain["output_ids"]
+    assert flat(c["output_ids"] for c in chunks) == plain["output_ids"]
 
 
 def test_incremental_streaming_output(text):
@@ -72,9 +90,9 @@ def test_incremental_streaming_output(text):
         chunks = list(Stream(running.url, payload(text)))
         plain = ok(running.url, "/generate", payload(text))
     assert "".join(c["text"] for c in chunks) == plain["text"]
-    assert sum((c["output_ids"] for c in chunks), []) == plain["output_ids"]
+    assert flat(c["output_ids"] for c in chunks) == plain["output_ids"]
     for name in ("output_token_logprobs", "output_top_logprobs"):
-        assert sum((c["meta_info"][name] for c in chunks), []) == plain["meta_info"][name]
+        assert flat(c["meta_info"][name] for c in chunks) == plain["meta_info"][name]
     assert all(len(c["meta_info"]["output_token_logprobs"]) == len(c["output_ids"]) for c in chunks)
 
 
@@ -104,14 +122,9 @@ def test_abort_plain_request_by_rid():
 def test_abort_streamed_request_counts_what_was_delivered():
     with SimServer(seed=5, token_delay_ms=10) as running:
         before = sim_stats(running.url)
-        stream = Stream(running.url, {"text": "Count to a thousand.", "rid": "stream-abort",
-                                      "sampling_params": {"max_new_tokens": 1000, "ignore_eos": True}})
-        chunks, started = [], time.monotonic()
-        for chunk in stream:
-            chunks.append(chunk)
-            if len(chunks) == 5:
-                assert call(running.url, "/abort_request", {"rid": "stream-abort"})[0] == 200
-        elapsed = time.monotonic() - started
+        stream, chunks, elapsed = stream_and_abort(running.url, {
+            "text": "Count to a thousand.", "rid": "stream-abort",
+            "sampling_params": {"max_new_tokens": 1000, "ignore_eos": True}}, after=5)
         after = wait_idle(running.url)
     assert stream.done  # the stream ends the way SGLang ends it: a last chunk, then [DONE]
     last = chunks[-1]["meta_info"]

@@ -4,11 +4,10 @@ abort of long traces, determinism, the sglang frontend's chat template, and the 
 
 import signal
 import statistics
-import time
 
 import numpy as np
 import pytest
-from sim_http import RATE_FIELD, RATES, SOLUTIONS, Stream, call, ok, sample_records, sim_stats, wait_idle
+from sim_http import RATE_FIELD, RATES, SOLUTIONS, Stream, ok, sample_records, sim_stats, stream_and_abort, wait_idle
 from test_sim_server_cli import start
 
 from sglang_plugin.sim.engine import SimConfig, SimEngine
@@ -106,7 +105,7 @@ def test_lengths_answers_and_cut_traces():
                 meta = answer["meta_info"]
                 assert meta["finish_reason"]["type"] == "stop" and "</think>" in answer["text"]
                 assert not answer["text"].startswith("<think>")  # the prompt opened it
-                thinking, after = answer["text"].split("</think>")
+                _, after = answer["text"].split("</think>")
                 assert after.rstrip().endswith("}$.") and len(after) < 1500
                 boxed = last_boxed(after)
                 assert boxed == spec.answer or boxed in spec.wrong_answers
@@ -155,12 +154,7 @@ def test_streamed_thinking_trace_and_abort():
         body = {"text": question(5), "rid": "deep-1", "sampling_params": {"max_new_tokens": 100000,
                                                                          "stream_interval": 64},
                 "return_logprob": True, "top_logprobs_num": 20}
-        stream, chunks, started = Stream(running.url, body), [], time.monotonic()
-        for chunk in stream:
-            chunks.append(chunk)
-            if len(chunks) == 4:
-                assert call(running.url, "/abort_request", {"rid": "deep-1"})[0] == 200
-        elapsed = time.monotonic() - started
+        stream, chunks, elapsed = stream_and_abort(running.url, body, after=4)
         after = wait_idle(running.url)
     assert stream.done and chunks[-1]["meta_info"]["finish_reason"] == ABORT
     delivered = sum(len(c["output_ids"]) for c in chunks)

@@ -11,8 +11,8 @@ import click
 
 from planner.errors import PlannerError
 from sglang_plugin.sim.engine import DEFAULT_MODEL
-from sglang_plugin.sim.thinking import DEFAULT_MODEL as THINKING_MODEL
 from sglang_plugin.sim.server import SimServer
+from sglang_plugin.sim.thinking import DEFAULT_MODEL as THINKING_MODEL
 
 
 @click.command("sim-server")

@@ -17,9 +17,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from planner import __version__
 from sglang_plugin.sim import thinking as think
@@ -28,7 +26,7 @@ from sglang_plugin.sim.problems import ProblemBank
 from sglang_plugin.sim.protocol import Sampling, Single, rejected
 from sglang_plugin.sim.radix_cache import RadixCache
 from sglang_plugin.sim.reasoner import Chunk, Reasoner
-from sglang_plugin.sim.runs import ABORT_REASON, Run, RunRegistry
+from sglang_plugin.sim.runs import Run, RunRegistry
 from sglang_plugin.sim.scores import PRM_MASS, ScoreModel, unit
 from sglang_plugin.sim.thinking import ThinkingLogprobs, ThinkingModel
 from sglang_plugin.sim.tokens import DEFAULT_SPECIALS, SimTokenizer
@@ -553,7 +551,7 @@ class SimEngine:
         capacity = self.max_total_num_tokens
         with self._lock:
             prompt, cached = self.stats.prompt_tokens, self.stats.cached_tokens
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return {
             "timestamp": now.isoformat(), "version": SGLANG_VERSION, "accelerator": None, "num_accelerators": 1,
             "loads": [{

@@ -51,8 +51,16 @@ from typing import Any
 
 from sglang_plugin.sim.engine import SimConfig, SimEngine
 from sglang_plugin.sim.problems import Problem, ProblemBank
-from sglang_plugin.sim.protocol import (ApiError, invalid, parse_abort, parse_body, parse_embedding, parse_generate,
-                                        parse_profile, rejected)
+from sglang_plugin.sim.protocol import (
+    ApiError,
+    invalid,
+    parse_abort,
+    parse_body,
+    parse_embedding,
+    parse_generate,
+    parse_profile,
+    rejected,
+)
 from sglang_plugin.sim.reasoner import Reasoner
 from sglang_plugin.sim.runs import ABORT_REASON
 

@@ -213,10 +213,10 @@ class ThinkingModel:
         length = median * math.exp(p.trace_length_sigma * rng.gauss(0.0, 1.0))
         if not correct:
             length *= p.wrong_length_ratio
-        thinking = max(p.min_thinking_tokens, int(round(length)))
+        thinking = max(p.min_thinking_tokens, round(length))
         base += p.trace_confidence_sigma * rng.gauss(0.0, 1.0)
         depth = p.dip_median * math.exp(p.dip_sigma * rng.gauss(0.0, 1.0) + (0.0 if correct else self.shift))
-        plan = TracePlan(correct, answer, thinking, rng.randint(*p.answer_tokens), int(round(base * LEVEL_SCALE)),
+        plan = TracePlan(correct, answer, thinking, rng.randint(*p.answer_tokens), round(base * LEVEL_SCALE),
                          depth, noise_phase=rng.randrange(NOISE_PERIOD),
                          tape_offset=rng.choice(self.tape_starts), answer_offset=rng.choice(self.tape_starts))
         span = int(window * rng.uniform(*p.dip_length))
@@ -255,11 +255,11 @@ class ThinkingModel:
             begin = thinking_at + start
             if total >= window:
                 cut = drop * window / min(span, window)
-                levels[begin:begin + span] -= int(round(cut * LEVEL_SCALE))
+                levels[begin:begin + span] -= round(cut * LEVEL_SCALE)
             elif index == 0:  # shorter than a window: the whole-trace mean carries the drop
                 residue = int(levels[:total].sum()) - plan.base * total
                 cents = (drop * LEVEL_SCALE * total + residue) / span
-                levels[begin:begin + span] -= int(round(cents))
+                levels[begin:begin + span] -= round(cents)
         np.clip(levels, self.floor, self.ceiling, out=levels)
         return levels[:length].tolist()
 
@@ -317,7 +317,7 @@ def _levels() -> tuple[int, np.ndarray, list[str]]:
     level / LEVEL_SCALE, and the sampled token's logprob as JSON text."""
     xs = np.linspace(MIN_X, MAX_X, 40001)
     cs = -(_first_lp(xs) - xs * _RATIOS[:DEFAULT_TOP_K - 1].sum()) / DEFAULT_TOP_K
-    low, high = int(math.ceil(cs[0] * LEVEL_SCALE)), int(math.floor(cs[-1] * LEVEL_SCALE))
+    low, high = math.ceil(cs[0] * LEVEL_SCALE), math.floor(cs[-1] * LEVEL_SCALE)
     x = np.interp(np.arange(low, high + 1) / LEVEL_SCALE, cs, xs)
     return low, x, [repr(round(float(v), 8)) for v in _first_lp(x)]
 
