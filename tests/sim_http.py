@@ -1,7 +1,10 @@
 """Shared pieces of the simulator tests: the sample problems in tests/data and a raw HTTP client (stdlib,
 like the sglang frontend's own `http_request`) that returns status and body instead of raising."""
 
+import http.client
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -48,3 +51,59 @@ def _decode(raw: bytes):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+class Stream:
+    """A streamed /generate read event by event over one real connection (http.client, like a client that
+    reads server-sent events): iterate for the decoded chunks; `done` tells whether "data: [DONE]" came;
+    `close()` drops the connection mid-stream."""
+
+    def __init__(self, url: str, payload: dict, timeout: float = 30.0) -> None:
+        host, port = url.rsplit("//", 1)[1].split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        self.conn.request("POST", "/generate", json.dumps({**payload, "stream": True}),
+                          {"Content-Type": "application/json"})
+        self.sock = self.conn.sock
+        self.response = self.conn.getresponse()
+        self.done = False
+
+    def __iter__(self):
+        for line in self.response:
+            if line.startswith(b"data: [DONE]"):
+                self.done = True
+                return
+            if line.startswith(b"data: "):
+                yield json.loads(line[len(b"data: "):])
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.response.close()
+        self.conn.close()
+
+
+def sim_stats(url: str) -> dict:
+    return ok(url, "/get_server_info")["internal_states"][0]["sim_stats"]
+
+
+def wait_idle(url: str, timeout: float = 5.0) -> dict:
+    """The server's stats once nothing is running any more."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = sim_stats(url)
+        if stats["running"] == 0 or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.02)
+
+
+def stream_and_abort(url: str, body: dict, after: int) -> tuple[Stream, list[dict], float]:
+    """Stream `body` (which names its rid), POST /abort_request for that rid once `after` chunks have come,
+    and read the stream to its end: (the stream, its chunks, seconds it took)."""
+    stream, chunks, started = Stream(url, body), [], time.monotonic()
+    for chunk in stream:
+        chunks.append(chunk)
+        if len(chunks) == after:
+            assert call(url, "/abort_request", {"rid": body["rid"]})[0] == 200
+    return stream, chunks, time.monotonic() - started

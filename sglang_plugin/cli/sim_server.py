@@ -12,6 +12,7 @@ import click
 from planner.errors import PlannerError
 from sglang_plugin.sim.engine import DEFAULT_MODEL
 from sglang_plugin.sim.server import SimServer
+from sglang_plugin.sim.thinking import DEFAULT_MODEL as THINKING_MODEL
 
 
 @click.command("sim-server")
@@ -26,15 +27,33 @@ from sglang_plugin.sim.server import SimServer
 @click.option("--rate-field", default="pass_rate", show_default=True,
               help="Field of --problems holding each problem's true success rate in [0, 1].")
 @click.option("--default-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Success rate of problems that are not in --problems.")
+              help="Success rate of problems that are not in --problems (e.g. AIME problems, which have no "
+                   "measured rate).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of all simulated randomness.")
-@click.option("--model-path", default=DEFAULT_MODEL, show_default=True,
-              help="Model name reported to clients (the sglang frontend picks its chat template from it).")
+@click.option("--model-path", default=None,
+              help=f"Model name reported to clients (the sglang frontend picks its chat template from it). "
+                   f"Default: {DEFAULT_MODEL}; with --thinking, {THINKING_MODEL}.")
+@click.option("--served-model-name", default=None, help="Name in /v1/models and server info (default: the "
+              "model path).")
+@click.option("--thinking", is_flag=True, default=False,
+              help="Long-thinking profile: <think>...</think> traces of thousands of tokens, then a short boxed "
+                   "answer, with DeepConf-style per-token confidence in the top-k logprobs.")
+@click.option("--confidence-auroc", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="With --thinking: AUROC, between correct and wrong traces of a problem, "
+                                      "of a trace's lowest sliding-window mean token confidence (k = 20).")
+@click.option("--confidence-window", type=click.IntRange(256), default=2048, show_default=True,
+              help="With --thinking: the window (a multiple of 256) for which --confidence-auroc holds.")
+@click.option("--stream-interval", type=click.IntRange(1), default=1, show_default=True,
+              help="Tokens per streamed chunk, like SGLang's --stream-interval (a request's own wins).")
+@click.option("--incremental-streaming-output/--no-incremental-streaming-output", default=None,
+              help="Streamed chunks carry only the new text and logprobs (SGLang 0.5.23's option). "
+                   "Default: on with --thinking, off otherwise (SGLang 0.5.2's chunks).")
 @click.option("--reward-auroc", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
               show_default=True, help="How well simulated reward scores rank correct above wrong.")
 @click.option("--confidence-gap", type=click.FloatRange(0), default=0.3, show_default=True,
               help="How much less confident (in logits) the policy's tokens are on wrong steps.")
-@click.option("--context-length", type=click.IntRange(2), default=4096, show_default=True)
+@click.option("--context-length", type=click.IntRange(2), default=None,
+              help="Context length in tokens (default 4096; with --thinking, 131072).")
 @click.option("--cache-tokens", type=click.IntRange(1), default=2_000_000, show_default=True,
               help="Prefix cache capacity in tokens (least recently used evicted): about what an 80 GB GPU "
                    "holds for a 1.5B model.")
@@ -63,6 +82,8 @@ def sim_server_command(port: int, host: str, problems: str | None, solutions: st
     """
     if solutions is not None and problems is None:
         raise click.UsageError("--solutions needs --problems")
+    if options["confidence_window"] % 256:
+        raise click.UsageError("--confidence-window must be a multiple of 256")
     try:
         server = SimServer(problems, host=host, port=port, rate_field=rate_field, solutions=solutions, **options)
     except PlannerError as exc:
@@ -77,8 +98,10 @@ def sim_server_command(port: int, host: str, problems: str | None, solutions: st
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     bank = server.reasoner.bank
     repeated = f", {bank.duplicates} repeated problem text(s) kept once" if bank.duplicates else ""
+    profile = " (long-thinking profile)" if server.config.thinking else ""
     click.echo(f"tts-planner sim-server: SIMULATED SGLang server (no model, no GPU) for {server.config.model_path}"
-               f" ready at {server.url} ({len(bank)} known problems{repeated}, seed {server.config.seed})", nl=True)
+               f"{profile} ready at {server.url} ({len(bank)} known problems{repeated}, seed {server.config.seed})",
+               nl=True)
     sys.stdout.flush()
     try:
         while not stop.wait(0.5):

@@ -17,25 +17,40 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 from planner import __version__
+from sglang_plugin.sim import thinking as think
+from sglang_plugin.sim.generation import DictLogprobs, Generation
 from sglang_plugin.sim.problems import ProblemBank
 from sglang_plugin.sim.protocol import Sampling, Single, rejected
 from sglang_plugin.sim.radix_cache import RadixCache
 from sglang_plugin.sim.reasoner import Chunk, Reasoner
+from sglang_plugin.sim.runs import Run, RunRegistry
 from sglang_plugin.sim.scores import PRM_MASS, ScoreModel, unit
-from sglang_plugin.sim.tokens import SimTokenizer
+from sglang_plugin.sim.thinking import ThinkingLogprobs, ThinkingModel
+from sglang_plugin.sim.tokens import DEFAULT_SPECIALS, SimTokenizer
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Math-1.5B-Instruct"
+DEFAULT_CONTEXT = 4096
+SGLANG_VERSION = "0.5.2"  # the protocol version the stand-in speaks (what /get_server_info's "version" says)
 FILLER = "\n\nThe solution above is complete."
 DRAW_MEMORY = 1_000_000
+MAX_RUNNING_REQUESTS = 4096
 _ALTERNATIVES = (" the", " a", ",", ".", " =", " $", "\n", "1", "2", " is", " of", " we", " and", " +", " to", "0")
 
 
 @dataclass
 class SimConfig:
     """Every knob of the simulator (the CLI flags and SimServer keyword arguments map onto these)."""
-    model_path: str = DEFAULT_MODEL
+    model_path: str | None = None        # None: DEFAULT_MODEL, or the thinking profile's model
+    served_model_name: str | None = None  # None: model_path (SGLang's default)
+    thinking: bool = False                # the long-thinking profile (see thinking.py)
+    confidence_auroc: float = 0.8         # thinking: AUROC of the lowest-window confidence, correct vs wrong
+    confidence_window: int = think.DEFAULT_WINDOW
+    thinking_params: think.ThinkingParams | None = None  # None: the published/assumed defaults (README table)
+    stream_interval: int = 1              # tokens per streamed chunk (a request's own stream_interval wins)
+    incremental_streaming_output: bool | None = None  # None: on for the thinking profile, off otherwise
     seed: int = 0
     default_rate: float = 0.5
     reward_auroc: float = 0.9
@@ -46,7 +61,7 @@ class SimConfig:
     step_tag_id: int = 12902
     plus_token_id: int = 648
     minus_token_id: int = 387
-    context_length: int = 4096
+    context_length: int | None = None  # None: 4096, or the thinking model's 131072
     cache_tokens: int | None = 2_000_000  # about the KV a 1.5B model gets on an 80 GB GPU; None: no limit
     token_delay_ms: float = 0.0
     prefill_delay_ms: float = 0.0
@@ -56,6 +71,21 @@ class SimConfig:
     stall_seconds: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.model_path is None:
+            self.model_path = think.DEFAULT_MODEL if self.thinking else DEFAULT_MODEL
+        if self.context_length is None:
+            self.context_length = think.DEFAULT_CONTEXT if self.thinking else DEFAULT_CONTEXT
+        if self.incremental_streaming_output is None:
+            self.incremental_streaming_output = self.thinking
+        if self.served_model_name is None:
+            self.served_model_name = self.model_path
+        if not 0.0 < self.confidence_auroc < 1.0:
+            raise ValueError(f"confidence_auroc must be strictly between 0 and 1, got {self.confidence_auroc}")
+        if self.stream_interval < 1:
+            raise ValueError(f"stream_interval must be at least 1, got {self.stream_interval}")
+        if self.confidence_window < 1 or self.confidence_window % think.NOISE_PERIOD:
+            raise ValueError(f"confidence_window must be a positive multiple of {think.NOISE_PERIOD}, got "
+                             f"{self.confidence_window}")
         for name in ("default_rate", "fail_rate", "drop_rate", "stall_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -71,15 +101,6 @@ class SimConfig:
 
 
 @dataclass
-class Generation:
-    """One finished sequence: the response item SGLang would send, and the timing it should take."""
-    item: dict
-    token_texts: list[str]
-    completion_tokens: int
-    uncached_tokens: int
-
-
-@dataclass
 class Stats:
     requests: int = 0
     sequences: int = 0
@@ -87,9 +108,14 @@ class Stats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     classify_texts: int = 0
+    aborted_requests: int = 0     # sequences stopped by /abort_request or a client that went away
+    aborted_tokens: int = 0       # tokens those sequences had generated (counted in completion_tokens too)
+    streamed_chunks: int = 0
+    running: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
     faults: dict = field(default_factory=lambda: {"error": 0, "drop": 0, "stall": 0})
+    profiling: bool = False
 
 
 class SimEngine:
@@ -97,14 +123,25 @@ class SimEngine:
 
     def __init__(self, config: SimConfig, bank: ProblemBank | None = None) -> None:
         self.config = config
-        self.tokenizer = SimTokenizer({config.step_tag: config.step_tag_id},
-                                      {config.plus_token_id: "+", config.minus_token_id: "-"})
+        if config.thinking:
+            self.tokenizer = SimTokenizer({config.step_tag: config.step_tag_id},
+                                          {config.plus_token_id: "+", config.minus_token_id: "-"},
+                                          base_specials=DEFAULT_SPECIALS + think.SPECIALS, eos_token=think.EOS_TOKEN,
+                                          added=(think.THINK_OPEN, think.THINK_CLOSE))
+        else:
+            self.tokenizer = SimTokenizer({config.step_tag: config.step_tag_id},
+                                          {config.plus_token_id: "+", config.minus_token_id: "-"})
         self.cache = RadixCache(config.cache_tokens)
         self.reasoner = Reasoner(bank, default_rate=config.default_rate, wrong_pool_size=config.wrong_pool_size,
                                  wrong_skew=config.wrong_skew)
         self.scores = ScoreModel(config.seed, reward_auroc=config.reward_auroc,
                                  confidence_gap=config.confidence_gap)
+        self.thinking = ThinkingModel(self.tokenizer, seed=config.seed, confidence_auroc=config.confidence_auroc,
+                                      window=config.confidence_window, params=config.thinking_params) \
+            if config.thinking else None
+        self.runs = RunRegistry()
         self.stats = Stats()
+        self._profile_steps: int | None = None
         self._draws: OrderedDict[bytes, int] = OrderedDict()
         self._lock = threading.Lock()
         self._alternatives = [self.tokenizer.encode(t)[0] for t in _ALTERNATIVES]
@@ -146,31 +183,70 @@ class SimEngine:
         self.cache.insert(prompt_ids)
 
         budget = sampling.max_new_tokens if sampling.max_new_tokens is not None else cfg.context_length - length - 1
-        chunks: list[Chunk] = []
-        spans = None
-        if budget > 0 or req.return_logprob:
-            spec, offset, _ = self.reasoner.locate(text)
-            state = self.reasoner.parse(spec, text[offset:])
-            spans = [(b + offset, e + offset, step, ok) for b, e, step, ok in state.spans]
-            chunks = self.reasoner.continue_trajectory(spec, state, self._rng(text, sampling))
-        out_ids, out_texts, labels = self._continuation(chunks, sampling, budget, req.return_logprob)
+        spans, levels = None, None
+        if self.thinking is not None and budget > 0:
+            out_ids, out_texts, levels, plan = self._think(text, sampling, budget)
+            labels: list = []
+        else:
+            chunks: list[Chunk] = []
+            if budget > 0 or req.return_logprob:
+                spec, offset, _ = self.reasoner.locate(text)
+                state = self.reasoner.parse(spec, text[offset:])
+                spans = [(b + offset, e + offset, step, ok) for b, e, step, ok in state.spans]
+                chunks = self.reasoner.continue_trajectory(spec, state, self._rng(text, sampling))
+            out_ids, out_texts, labels = self._continuation(chunks, sampling, budget, req.return_logprob)
         count, reason, text_out = self._finish(out_ids, out_texts, sampling, budget)
 
-        if count:
-            self.cache.insert(prompt_ids + out_ids[:count - 1])
-        meta = {"id": req.rid, "finish_reason": reason, "prompt_tokens": length, "weight_version": "default"}
+        logprobs = None
         if req.return_logprob:
-            lp_ids = out_ids[:count] if count else out_ids[:1]
-            meta.update(self._logprobs(req, text, prompt_ids, ends, spans, lp_ids, labels, start))
-        meta["completion_tokens"] = count
-        meta["cached_tokens"] = cached
+            if levels is not None:
+                meta = self._logprobs(req, text, prompt_ids, ends, spans, [], [], start)
+                logprobs = ThinkingLogprobs(self.thinking, levels[:count], out_ids[:count], req.top_logprobs_num,
+                                            req.return_text_in_logprobs, req.token_ids_logprob, meta, plan)
+            else:
+                lp_ids = out_ids[:count] if count else out_ids[:1]
+                logprobs = DictLogprobs(self._logprobs(req, text, prompt_ids, ends, spans, lp_ids, labels, start),
+                                        whole=not count)
         with self._lock:
             self.stats.sequences += 1
             self.stats.prompt_tokens += length
             self.stats.cached_tokens += cached
-            self.stats.completion_tokens += count
-        item = {"text": text_out, "output_ids": out_ids[:count], "meta_info": meta}
-        return Generation(item, out_texts[:count], count, length - cached)
+        skip = self.tokenizer.skip_ids if sampling.skip_special_tokens else frozenset()
+        shown = [("" if i in skip else t) for t, i in zip(out_texts[:count], out_ids[:count])] if skip \
+            else out_texts[:count]
+        return Generation(req.rid, length, cached, out_ids[:count], shown, count, reason, text_out, logprobs,
+                          prompt_ids)
+
+    def _think(self, text: str, sampling: Sampling, budget: int):
+        """A long-thinking trace for this prompt: "<think>" (unless the prompt opened it), thinking, "</think>",
+        the answer and the end-of-sequence token; tokens past the budget are not built."""
+        model, tok = self.thinking, self.tokenizer
+        spec, _, _ = self.reasoner.locate(text)
+        rng = self._rng(text, sampling)
+        correct = rng.random() < spec.rate
+        if correct or not spec.wrong_answers:
+            answer = spec.answer or "0"
+        else:
+            answer = rng.choices(spec.wrong_answers, weights=spec.wrong_weights)[0]
+        plan = model.plan(spec.key, spec.rate, correct, answer, rng)
+        opened = text.rstrip().endswith(think.THINK_OPEN)
+        ids = [] if opened else list(model.open_ids)
+        head = len(ids)
+        body_ids, body_texts = model.thinking_pieces(plan, plan.thinking_tokens)
+        tail_ids, tail_texts = model.answer_pieces(plan)
+        ids += body_ids + model.close_ids + tail_ids
+        texts = [tok.token_text(i) for i in ids[:head]] + body_texts
+        texts += [tok.token_text(i) for i in model.close_ids] + tail_texts
+        natural = len(ids) + 1
+        if sampling.ignore_eos or natural < sampling.min_new_tokens:
+            more_ids, more_texts = model.thinking_pieces(plan, max(0, budget - len(ids)))
+            ids += more_ids
+            texts += more_texts
+        else:
+            ids.append(tok.eos_token_id)
+            texts.append(tok.token_text(tok.eos_token_id))
+        levels = model.levels(plan, head, natural, min(len(ids), budget))
+        return ids[:budget], texts[:budget], levels, plan
 
     def _rng(self, text: str, sampling: Sampling) -> random.Random:
         key = hashlib.blake2b(f"{text}\x00{sampling.key}".encode("utf-8"), digest_size=16).digest()
@@ -229,22 +305,30 @@ class SimEngine:
             return 0, {"type": "length", "length": 0}, ""
         events = [(budget - 1, 0, {"type": "length", "length": budget})]
         stop_ids = set(sampling.stop_token_ids)
+        eos = self.tokenizer.eos_token_id
         if not sampling.ignore_eos:
-            stop_ids.add(self.tokenizer.eos_token_id)
-        for i, token_id in enumerate(ids):
-            if token_id in stop_ids and (i >= sampling.min_new_tokens or token_id != self.tokenizer.eos_token_id):
-                events.append((i, 1, {"type": "stop", "matched": token_id}))
-                break
-        full, ends = "".join(texts), _ends(texts)
+            stop_ids.add(eos)
+        hits = []
+        for token_id in stop_ids.intersection(ids):
+            at = ids.index(token_id)
+            if token_id == eos and at < sampling.min_new_tokens:
+                at = next((i for i in range(sampling.min_new_tokens, len(ids)) if ids[i] == eos), None)
+            if at is not None:
+                hits.append(at)
+        if hits:
+            first = min(hits)
+            events.append((first, 1, {"type": "stop", "matched": ids[first]}))
+        full, ends = "".join(texts), None
         for order, stop in enumerate(sampling.stop):
             at = full.find(stop)
             if at >= 0:
+                ends = ends or _ends(texts)
                 events.append((bisect.bisect_left(ends, at + len(stop)), 2 + order, {"type": "stop", "matched": stop}))
         index, _, reason = min(events, key=lambda e: (e[0], e[1]))
         count = index + 1
         matched = reason.get("matched")
         shown = count - 1 if isinstance(matched, int) and not sampling.no_stop_trim else count
-        specials = self.tokenizer.special_ids.values() if sampling.skip_special_tokens else ()
+        specials = self.tokenizer.skip_ids if sampling.skip_special_tokens else ()
         text = "".join(t for t, i in zip(texts[:shown], ids[:shown]) if i not in specials)
         if isinstance(matched, str) and not sampling.no_stop_trim and matched in text:
             text = text[:text.find(matched)]
@@ -392,11 +476,118 @@ class SimEngine:
             u -= rate
         return None
 
-    def model_info(self) -> dict:
-        cfg, tok = self.config, self.tokenizer
+    # -- running requests -----------------------------------------------------------------------------
+
+    def start(self, generation: Generation) -> Run:
+        """The sequence starts running: its clock (prefill, then one token per token delay) and its rid, which
+        /abort_request can now stop."""
+        cfg = self.config
+        run = Run(generation.rid, generation.count, generation.prompt_tokens,
+                  cfg.prefill_delay_ms * generation.uncached_tokens / 1000.0, cfg.token_delay_ms / 1000.0)
+        self.runs.add(run)
+        with self._lock:
+            self.stats.running += 1
+        return run
+
+    def finish(self, generation: Generation, run: Run, generated: int) -> None:
+        """The sequence is over after `generated` tokens (all of them unless aborted): count them and cache the
+        sequence as SGLang does when a request finishes."""
+        self.runs.remove(run, generated)
+        if generated:
+            self.cache.insert(generation.prompt_ids + generation.ids[:generated - 1])
+        with self._lock:
+            self.stats.running -= 1
+            self.stats.completion_tokens += generated
+            if run.aborted:
+                self.stats.aborted_requests += 1
+                self.stats.aborted_tokens += generated
+            if self._profile_steps is not None:
+                self._profile_steps -= 1
+                if self._profile_steps <= 0:
+                    self._profile_steps, self.stats.profiling = None, False
+
+    def abort(self, rid: str, abort_all: bool) -> int:
+        return self.runs.abort(rid, abort_all)
+
+    def count_chunk(self) -> None:
+        with self._lock:
+            self.stats.streamed_chunks += 1
+
+    def start_profile(self, num_steps: int | None) -> str | None:
+        """SGLang's profiler switch (no trace is written here); an error message when already profiling."""
+        with self._lock:
+            if self.stats.profiling:
+                return "Profiling is already in progress. Call /stop_profile first."
+            self.stats.profiling = True
+            self._profile_steps = num_steps
+        return None
+
+    def stop_profile(self) -> str | None:
+        with self._lock:
+            if not self.stats.profiling:
+                return "Profiling is not in progress. Call /start_profile first."
+            self.stats.profiling, self._profile_steps = False, None
+        return None
+
+    # -- info ---------------------------------------------------------------------------------------------
+
+    @property
+    def max_total_num_tokens(self) -> int:
+        return self.config.cache_tokens or 1 << 30
+
+    @property
+    def max_req_input_len(self) -> int:
+        """SGLang's: min(context length - 1, KV capacity - 1) - 5."""
+        return min(self.config.context_length - 1, self.max_total_num_tokens - 1) - 5
+
+    def load(self) -> int:
+        """SGLang's /get_load figure: tokens held in the KV cache by running requests (queued prompts: none)."""
+        return sum(prompt + generated for prompt, generated in self.runs.snapshot())
+
+    def loads(self) -> dict:
+        """SGLang 0.5.23's /v1/loads answer (core, memory and queues sections) for the one DP rank."""
+        running = self.runs.snapshot()
+        used = sum(prompt + generated for prompt, generated in running)
+        capacity = self.max_total_num_tokens
+        with self._lock:
+            prompt, cached = self.stats.prompt_tokens, self.stats.cached_tokens
+        now = datetime.now(UTC)
         return {
+            "timestamp": now.isoformat(), "version": SGLANG_VERSION, "accelerator": None, "num_accelerators": 1,
+            "loads": [{
+                "timestamp": now.timestamp(), "dp_rank": 0, "num_running_reqs": len(running),
+                "num_waiting_reqs": 0, "num_waiting_uncached_tokens": 0, "num_used_tokens": used,
+                "num_total_tokens": used, "num_active_tokens": used, "num_prealloc_ready_tokens": 0,
+                "max_total_num_tokens": capacity, "max_running_requests": MAX_RUNNING_REQUESTS,
+                "token_usage": round(used / capacity, 6), "gen_throughput": round(self.runs.throughput(), 3),
+                "cache_hit_rate": round(cached / prompt, 6) if prompt else 0.0,
+                "utilization": round(min(1.0, len(running) / MAX_RUNNING_REQUESTS), 6),
+                "total_prefill_uncached_tokens": prompt - cached, "total_prefill_busy_us": 0,
+                "memory": {"weight_gb": 0.0, "kv_cache_gb": 0.0, "graph_gb": 0.0, "token_capacity": capacity},
+                "queues": {"waiting": 0, "grammar": 0, "paused": 0, "retracted": 0, "prealloc_ready": 0},
+            }],
+        }
+
+    def models(self) -> dict:
+        """The OpenAI-style /v1/models list SGLang serves (one card; owned_by "sglang" tells gateways what the
+        backend is)."""
+        cfg = self.config
+        return {"object": "list", "data": [{"id": cfg.served_model_name, "object": "model", "created": int(
+            self.runs.started_wall), "owned_by": "sglang", "root": cfg.served_model_name,
+            "max_model_len": cfg.context_length}]}
+
+    def model_info(self) -> dict:
+        """0.5.2's /get_model_info fields, 0.5.23's additions (served_model_name, model_type, architectures,
+        reasoning_parser, ...) and the simulator's own description."""
+        cfg, tok = self.config, self.tokenizer
+        model_type, architectures = _architecture(cfg.model_path)
+        info = {
             "model_path": cfg.model_path, "tokenizer_path": cfg.model_path, "is_generation": True,
-            "preferred_sampling_params": None, "weight_version": "default", "simulated": True,
+            "preferred_sampling_params": None, "weight_version": "default",
+            "served_model_name": cfg.served_model_name, "load_format": "auto",
+            "reasoning_parser": "deepseek-r1" if cfg.thinking else None, "tool_call_parser": None,
+            "disaggregation_mode": "null", "has_image_understanding": False, "has_audio_understanding": False,
+            "model_type": model_type, "architectures": architectures, "simulated": True,
             "simulator": {
                 "description": "tts-planner's SIMULATED SGLang server: no model, no GPU; text, rewards and "
                                "logprobs are synthetic, drawn to match each known problem's success rate",
@@ -405,20 +596,51 @@ class SimEngine:
                 "eos_token_id": tok.eos_token_id, "step_separator": "\n\n", "step_tag": cfg.step_tag,
                 "step_tag_id": cfg.step_tag_id, "plus_token_id": cfg.plus_token_id,
                 "minus_token_id": cfg.minus_token_id, "context_length": cfg.context_length,
+                "profile": "thinking" if cfg.thinking else "steps",
             },
         }
+        if cfg.thinking:
+            info["simulator"].update({
+                "confidence_auroc": cfg.confidence_auroc, "confidence_window": cfg.confidence_window,
+                "confidence_top_k": think.DEFAULT_TOP_K,
+                "think_token_ids": [tok.special_ids[think.THINK_OPEN], tok.special_ids[think.THINK_CLOSE]],
+            })
+        return info
 
     def server_info(self, host: str, port: int) -> dict:
+        """0.5.2's /get_server_info: the server arguments, the scheduler's (status, max_total_num_tokens,
+        max_req_input_len), internal_states (one per DP rank: load, last_gen_throughput, memory_usage) and
+        version; the simulator adds sim_config and, in internal_states[0], sim_stats."""
         cfg = self.config
         with self._lock:
             stats = asdict(self.stats)
         stats["cache_tokens"] = self.cache.total_tokens
         stats["evicted_tokens"] = self.cache.evicted_tokens
+        load = self.load()
+        args = {
+            "model_path": cfg.model_path, "tokenizer_path": cfg.model_path, "tokenizer_mode": "auto",
+            "skip_tokenizer_init": False, "load_format": "auto", "trust_remote_code": False,
+            "context_length": cfg.context_length, "is_embedding": False, "revision": None,
+            "served_model_name": cfg.served_model_name, "weight_version": "default", "host": host, "port": port,
+            "mem_fraction_static": None, "max_running_requests": MAX_RUNNING_REQUESTS,
+            "max_total_tokens": cfg.cache_tokens, "chunked_prefill_size": 8192, "max_prefill_tokens": 16384,
+            "schedule_policy": "fcfs", "page_size": 1, "tp_size": 1, "pp_size": 1, "dp_size": 1,
+            "stream_interval": cfg.stream_interval, "stream_output": False,
+            "incremental_streaming_output": cfg.incremental_streaming_output, "random_seed": cfg.seed,
+            "log_level": "info", "enable_metrics": False, "api_key": None, "disable_radix_cache": False,
+            "load_balance_method": "round_robin", "disaggregation_mode": "null",
+            "reasoning_parser": "deepseek-r1" if cfg.thinking else None, "tool_call_parser": None,
+        }
         return {
-            "model_path": cfg.model_path, "tokenizer_path": cfg.model_path, "host": host, "port": port,
-            "context_length": cfg.context_length, "page_size": 1, "disable_radix_cache": False,
-            "max_total_num_tokens": cfg.cache_tokens, "random_seed": cfg.seed, "simulated": True,
-            "sim_config": asdict(cfg), "internal_states": [{"sim_stats": stats}], "version": f"sim-{__version__}",
+            **args, "status": "ready", "max_total_num_tokens": self.max_total_num_tokens,
+            "max_req_input_len": self.max_req_input_len, "simulated": True, "sim_config": asdict(cfg),
+            "internal_states": [{
+                "last_gen_throughput": round(self.runs.throughput(), 3), "load": load,
+                "memory_usage": {"weight": 0.0, "kvcache": 0.0, "token_capacity": self.max_total_num_tokens,
+                                 "graph": 0.0},
+                "sim_stats": stats,
+            }],
+            "version": SGLANG_VERSION, "simulator_version": __version__,
         }
 
     def count_request(self) -> None:
@@ -435,6 +657,18 @@ class SimEngine:
     def leave(self) -> None:
         with self._lock:
             self.stats.in_flight -= 1
+
+
+def _architecture(model_path: str) -> tuple[str | None, list[str] | None]:
+    """(model_type, architectures) a Hugging Face config of this model family declares."""
+    name = model_path.lower()
+    if "qwen3" in name:
+        return "qwen3", ["Qwen3ForCausalLM"]
+    if "qwen" in name:
+        return "qwen2", ["Qwen2ForCausalLM"]
+    if "llama" in name:
+        return "llama", ["LlamaForCausalLM"]
+    return None, None
 
 
 def _ends(texts: list[str]) -> list[int]:

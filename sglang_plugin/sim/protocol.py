@@ -58,6 +58,7 @@ class Sampling:
     skip_special_tokens: bool = True
     sampling_seed: int | None = None
     key: str = ""
+    stream_interval: int | None = None
 
 
 @dataclass
@@ -198,6 +199,8 @@ def _sampling(params: dict) -> Sampling:
             raise rejected(f"max_new_tokens must be at least 0, got {max_new}.")
         if min_new > max_new:
             raise rejected(f"min_new_tokens must be in [0, max_new_tokens({max_new})], got {min_new}.")
+    if get("stream_interval") is not None and get("stream_interval") < 1:
+        raise rejected(f"stream_interval must be at least 1, got {get('stream_interval')}.")
     if _or(get("n"), 1) < 1:
         raise rejected(f"n must be at least 1, got {get('n')}.")
     stop = get("stop") or []
@@ -207,10 +210,10 @@ def _sampling(params: dict) -> Sampling:
     stop_ids = get("stop_token_ids") or []
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in stop_ids):
         raise rejected("sampling parameter 'stop_token_ids' must be a list of integers")
-    key = json.dumps({k: v for k, v in sorted(params.items()) if k != "n"}, sort_keys=True)
+    key = json.dumps({k: v for k, v in sorted(params.items()) if k not in ("n", "stream_interval")}, sort_keys=True)
     return Sampling(max_new, min_new, list(stop), list(stop_ids), temperature < GREEDY_EPSILON or top_k == 1,
                     bool(get("ignore_eos")), bool(get("no_stop_trim")), _or(get("skip_special_tokens"), True),
-                    get("sampling_seed"), key)
+                    get("sampling_seed"), key, get("stream_interval"))
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -310,3 +313,35 @@ def _int_or_list(value: Any) -> str | None:
     if _is_int(value) or isinstance(value, list) and all(_is_int(v) for v in value):
         return None
     return "Input should be a valid integer or a list of integers"
+
+
+def parse_abort(raw: bytes) -> tuple[str, bool]:
+    """(rid, abort_all) of a /abort_request body: {"rid": str, "abort_all": bool}, both optional (0.5.2's
+    AbortReq defaults; 0.5.23 also accepts "rid": null)."""
+    body = parse_body(raw)
+    _check_types(body, {"rid": _is_str, "abort_all": _is_bool})
+    return body.get("rid") or "", bool(body.get("abort_all", False))
+
+
+def parse_profile(raw: bytes) -> int | None:
+    """The optional /start_profile body (SGLang's ProfileReqInput); returns num_steps."""
+    if not raw.strip():
+        return None
+    body = parse_body(raw)
+    _check_types(body, {"output_dir": _is_str, "start_step": _is_int_check, "num_steps": _is_int_check,
+                        "activities": _list_of_str, "with_stack": _is_bool, "record_shapes": _is_bool,
+                        "profile_by_stage": _is_bool})
+    return body.get("num_steps")
+
+
+def _is_str(value: Any) -> str | None:
+    return None if isinstance(value, str) else "Input should be a valid string"
+
+
+def _is_int_check(value: Any) -> str | None:
+    return None if _is_int(value) else "Input should be a valid integer"
+
+
+def _list_of_str(value: Any) -> str | None:
+    return None if isinstance(value, list) and all(isinstance(v, str) for v in value) else \
+        "Input should be a valid list of strings"

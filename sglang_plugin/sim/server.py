@@ -1,19 +1,27 @@
 """A SIMULATED SGLang server: the HTTP protocol of `python -m sglang.launch_server` (the endpoints the sglang
-frontend, `sgl.RuntimeEndpoint`, and reward scorers use, with SGLang's request and response shapes) in front
-of a model-free simulator. No model, no GPU: texts are a problem's reference steps or wrong variants of
-them, drawn so each known problem is solved at its measured success rate; rewards and logprobs are
-synthetic with a configured discrimination. It says so in its ready line and in /get_model_info.
+frontend, `sgl.RuntimeEndpoint`, reward scorers and the SGLang Model Gateway use, with SGLang's request and
+response shapes) in front of a model-free simulator. No model, no GPU: texts are a problem's reference steps
+or wrong variants of them (or, with `thinking=True`, long <think> traces; see thinking.py), drawn so each
+known problem is solved at its measured success rate; rewards and logprobs are synthetic with a configured
+discrimination. It says so in its ready line and in /get_model_info.
 
-Endpoints: GET /health, /health_generate, /get_model_info (= /model_info), /get_server_info
-(= /server_info); GET or POST /flush_cache; POST (or PUT) /generate, /classify, /encode; POST /tokenize,
-/detokenize (and /v1/... aliases). Unknown paths get 404 and known paths with a wrong method 405, with
-FastAPI's {"detail": ...} bodies.
+Endpoints: GET /health, /health_generate, /get_model_info (= /model_info), /get_server_info (= /server_info),
+/get_load (0.5.2), /v1/loads (0.5.23), /v1/models; GET or POST /flush_cache, /start_profile, /stop_profile;
+POST (or PUT) /generate, /classify, /encode; POST /abort_request, /tokenize, /detokenize (and /v1/...
+aliases). Unknown paths get 404 and known paths with a wrong method 405, with FastAPI's {"detail": ...} bodies.
+
+Streaming follows SGLang 0.5.2 (generation.py has the chunk contents), with `stream_interval` and 0.5.23's
+incremental_streaming_output as options. A client-supplied rid names the request; /abort_request stops it
+(or all, with abort_all) and so does a client closing its connection: the tokens generated until then are the
+answer (finish_reason {"type": "abort", ...}) and what the server counts; the rest of its simulated time is
+not spent (runs.py).
 
 Concurrency: one thread per connection (stdlib ThreadingHTTPServer); simulated time (`token_delay_ms` per
-generated token, `prefill_delay_ms` per uncached prompt token) is slept in each request's own thread, so
+generated token, `prefill_delay_ms` per uncached prompt token) runs on each request's own clock, so
 concurrent requests overlap like a batching server's. Faults (`fail_rate` HTTP 500s, `drop_rate` closed
 connections, `stall_rate` stalls of `stall_seconds`) hit /generate, /classify and /encode only, so a
-client can still connect and read the model info.
+client can still connect and read the model info. A server that stops breaks its open streams, as a dying
+process would (a gateway then retries plain requests on another worker).
 
 Where it knowingly differs from SGLang 0.5: max_new_tokens 0 returns empty text and completion_tokens 0
 (a real server samples one token), while the logprob arrays keep the one next-position entry a real server
@@ -21,14 +29,17 @@ has (Engine.score reads output_token_ids_logprobs[0]); one server answers genera
 step-tag PRM (a real reward model runs on its own --is-embedding server); an unknown sampling parameter is
 a 400 (a real server fails with 500); constrained decoding is refused; temperature, top_p and top_k do not
 change the trajectory model except that temperature 0 (or top_k 1) is greedy; the tokenizer is the
-simulator's own (see sim_tokens.py), so token ids differ from the real model's except the configured PRM
-ids, which default to Math-Shepherd's so its scorer works unchanged.
+simulator's own (see tokens.py), so token ids differ from the real model's except the configured PRM
+ids, which default to Math-Shepherd's so its scorer works unchanged; a closed connection aborts the request
+at once (SGLang's abort task waits 2 s); the profiler switches write no trace; a batch streams its items one
+after the other (SGLang interleaves them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import sys
 import threading
@@ -40,8 +51,18 @@ from typing import Any
 
 from sglang_plugin.sim.engine import SimConfig, SimEngine
 from sglang_plugin.sim.problems import Problem, ProblemBank
-from sglang_plugin.sim.protocol import ApiError, invalid, parse_body, parse_embedding, parse_generate, rejected
+from sglang_plugin.sim.protocol import (
+    ApiError,
+    invalid,
+    parse_abort,
+    parse_body,
+    parse_embedding,
+    parse_generate,
+    parse_profile,
+    rejected,
+)
 from sglang_plugin.sim.reasoner import Reasoner
+from sglang_plugin.sim.runs import ABORT_REASON
 
 FAULTY = frozenset({"/generate", "/classify", "/encode"})
 FLUSH_BUSY = ("Cache not flushed: there are running or waiting requests.\n"
@@ -68,8 +89,7 @@ class SimServer:
             bank = problems
         else:
             bank = ProblemBank(problems)
-        config = config or SimConfig()
-        self.config = SimConfig(**{**config.__dict__, **options})
+        self.config = SimConfig(**{**config.__dict__, **options}) if config is not None else SimConfig(**options)
         self.engine = SimEngine(self.config, bank)
         self.host, self.port = host, port
         self._httpd: _HTTPServer | None = None
@@ -154,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         "/get_server_info": ("GET",), "/server_info": ("GET",), "/flush_cache": ("GET", "POST"),
         "/generate": ("POST", "PUT"), "/classify": ("POST", "PUT"), "/encode": ("POST", "PUT"),
         "/tokenize": ("POST",), "/v1/tokenize": ("POST",), "/detokenize": ("POST",), "/v1/detokenize": ("POST",),
+        "/abort_request": ("POST",), "/get_load": ("GET",), "/v1/loads": ("GET",), "/v1/models": ("GET",),
+        "/start_profile": ("GET", "POST"), "/stop_profile": ("GET", "POST"),
     }
 
     _serving = False  # between engine.enter() and engine.leave() for this request
@@ -247,6 +269,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400 if busy else 200, (FLUSH_BUSY if busy else FLUSH_DONE).encode(), "text/plain")
         elif path == "/generate":
             self._generate(parse_body(raw), started)
+        elif path == "/abort_request":
+            engine.abort(*parse_abort(raw))
+            self._send(200, b"", "application/json")
+        elif path == "/get_load":
+            self._json(200, {"load": engine.load()})
+        elif path == "/v1/loads":
+            self._json(200, engine.loads())
+        elif path == "/v1/models":
+            self._json(200, engine.models())
+        elif path in ("/start_profile", "/stop_profile"):
+            if path == "/start_profile":
+                error, done = engine.start_profile(parse_profile(raw)), "Start profiling.\n"
+            else:
+                error, done = engine.stop_profile(), "Stop profiling. This will take some time.\n"
+            # SGLang raises a RuntimeError there, which its ASGI stack answers with a bare 500
+            self._send(500, b"Internal Server Error", "text/plain; charset=utf-8") if error else \
+                self._send(200, done.encode(), "text/plain; charset=utf-8")
         elif path in ("/classify", "/encode"):
             inputs, single = parse_embedding(parse_body(raw))
             results = engine.classify(inputs)
@@ -267,47 +306,107 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(request, started)
             return
         generations = [engine.generate(item) for item in request.items]
-        cfg = engine.config
-        self._sleep(max(cfg.prefill_delay_ms * g.uncached_tokens + cfg.token_delay_ms * g.completion_tokens
-                        for g in generations) / 1000.0)
-        for g in generations:
-            g.item["meta_info"]["e2e_latency"] = time.perf_counter() - started
-        items = [g.item for g in generations]
-        self._json(200, items[0] if request.single else items)
+        runs = [engine.start(g) for g in generations]
+        generated = [0] * len(runs)
+        gone = _Watch(self.connection)
+        try:
+            for run in runs:
+                run.wait_until(run.due(run.count), self.server.stopping, gone)
+            for i, run in enumerate(runs):
+                generated[i] = run.generated() if run.aborted else run.count
+        finally:
+            for generation, run, count in zip(generations, runs, generated):
+                engine.finish(generation, run, count)
+        if gone.closed or self.server.stopping.is_set():
+            self.close_connection = True
+            return
+        bodies = []
+        for generation, run, count in zip(generations, runs, generated):
+            reason, text = (ABORT_REASON, generation.text(0, count)) if run.aborted else \
+                (generation.reason, generation.final_text)
+            bodies.append(generation.payload(0, count, reason=reason, text=text,
+                                             e2e=time.perf_counter() - started))
+        body_bytes = bodies[0] if request.single else b"[" + b", ".join(bodies) + b"]"
+        self._send(200, body_bytes, "application/json")
 
     def _stream(self, request, started: float) -> None:
-        """Server-sent events as SGLang sends them: cumulative text per token, then "data: [DONE]"."""
-        engine, cfg = self.server.engine, self.server.engine.config
+        """Server-sent events as SGLang 0.5.2 sends them (see generation.py): a chunk after the first token and
+        every stream_interval tokens, a last chunk with the finish reason, then "data: [DONE]". An abort
+        (/abort_request, or the client closing the connection) ends the sequence where it is."""
+        engine = self.server.engine
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        for index, item in enumerate(request.items):
-            try:
-                generation = engine.generate(item)
-            except ApiError as exc:
-                if not exc.in_stream:
-                    raise
-                self._event(exc.body)
-                continue
-            self._sleep(cfg.prefill_delay_ms * generation.uncached_tokens / 1000.0)
-            final, text = generation.item, ""
-            for count, piece in enumerate(generation.token_texts[:-1], start=1):
-                self._sleep(cfg.token_delay_ms / 1000.0)
-                text += piece
-                meta = {**final["meta_info"], "finish_reason": None, "completion_tokens": count}
-                self._event({"text": text, "output_ids": final["output_ids"][:count], "meta_info": meta,
-                             **({} if request.single else {"index": index})})
-            self._sleep(cfg.token_delay_ms / 1000.0 if generation.completion_tokens else 0.0)
-            final["meta_info"]["e2e_latency"] = time.perf_counter() - started
-            self._event({**final, **({} if request.single else {"index": index})})
-        self._served()
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        gone = _Watch(self.connection)
+        try:
+            for index, item in enumerate(request.items):
+                try:
+                    generation = engine.generate(item)
+                except ApiError as exc:
+                    if not exc.in_stream:
+                        raise
+                    self._event(json.dumps(exc.body).encode("utf-8"))
+                    continue
+                self._stream_one(generation, item, None if request.single else index, started, gone)
+                if gone.closed:
+                    return
+            self._served()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
-    def _event(self, payload: dict) -> None:
-        self.wfile.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n\n")
+    def _stream_one(self, generation, item, index: int | None, started: float, gone: _Watch) -> None:
+        engine, stopping = self.server.engine, self.server.stopping
+        cfg = engine.config
+        interval = item.sampling.stream_interval or cfg.stream_interval
+        incremental = cfg.incremental_streaming_output
+        run = engine.start(generation)
+        count, sent, text = generation.count, 0, ""
+        try:
+            for due in _chunk_ends(count, interval):
+                if not run.wait_until(run.due(due), stopping, gone):
+                    break
+                piece = generation.text(sent, due)
+                text = piece if incremental else text + piece
+                self._chunk(generation, sent, due, None, text, incremental, index)
+                sent = due
+            else:
+                run.wait_until(run.due(count), stopping, gone)
+        except (BrokenPipeError, ConnectionResetError):
+            gone.closed = True
+            run.abort()
+        if run.aborted:
+            # with no token delay the sequence is paced by its chunks: it stops where the client is
+            generated = max(sent, run.generated()) if run.token_seconds > 0 else sent
+            reason, final = ABORT_REASON, text + generation.text(sent, generated) if not incremental else \
+                generation.text(sent, generated)
+        else:
+            generated, reason = count, generation.reason
+            sent_text = generation.text(0, sent)
+            tail = generation.final_text[len(sent_text):]  # SGLang sends what the trimmed text adds
+            final = tail if incremental else text + tail
+        engine.finish(generation, run, generated)
+        if stopping.is_set():  # a server going down sends nothing more: the client sees the stream break
+            gone.closed = True
+        if gone.closed:
+            return
+        try:
+            self._chunk(generation, sent, generated, reason, final, incremental, index,
+                        e2e=time.perf_counter() - started)
+        except (BrokenPipeError, ConnectionResetError):
+            gone.closed = True
+
+    def _chunk(self, generation, start: int, end: int, reason, text: str, incremental: bool, index: int | None,
+               e2e: float | None = None) -> None:
+        self._event(generation.payload(start, end, reason=reason, text=text, logprobs_from=start if incremental
+                                       else 0, e2e=e2e, index=index))
+        self.server.engine.count_chunk()
+
+    def _event(self, payload: bytes) -> None:
+        self.wfile.write(b"data: " + payload + b"\n\n")
         self.wfile.flush()
 
     def _tokenize(self, body: dict) -> dict:
@@ -369,3 +468,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+class _Watch:
+    """Whether the client has closed its connection (a read-ready socket with nothing to read): SGLang aborts
+    the request of a client that went away."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection = connection
+        self.closed = False
+
+    def __call__(self) -> bool:
+        if not self.closed:
+            try:
+                ready, _, _ = select.select([self.connection], [], [], 0)
+                if ready and self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    self.closed = True
+            except BlockingIOError:
+                pass
+            except (OSError, ValueError):
+                self.closed = True
+        return self.closed
+
+
+def _chunk_ends(count: int, interval: int) -> range:
+    """Token counts after which SGLang 0.5.2 sends a chunk before the last one: every token for an interval of
+    1, else the 1st, (interval + 1)th, (2 * interval + 1)th, ..."""
+    return range(1, count) if interval <= 1 else range(1, count, interval)

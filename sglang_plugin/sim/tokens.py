@@ -29,12 +29,18 @@ _MEMO_LIMIT = 30_000  # parts (about 3 KB each)
 
 class SimTokenizer:
     """Text to ids and back. `extra_specials` maps more special tokens (e.g. a PRM step tag) to ids (None:
-    the next free id from 0xC000); each always becomes one token. `aliases` are decode-only ids for a piece
+    the next free id from 0xC000); each always becomes one token. `added` tokens (a thinking model's
+    "<think>", "</think>") are also always one token but, like a real tokenizer's non-special added tokens,
+    are kept by skip_special_tokens. `aliases` are decode-only ids for a piece
     (a PRM's "+"/"-" label ids). Explicit ids must not be ids of pieces the regex can produce."""
 
     def __init__(self, extra_specials: dict[str, int | None] | None = None,
-                 aliases: dict[int, str] | None = None) -> None:
-        specials = {token: SPECIAL_BASE + i for i, token in enumerate(DEFAULT_SPECIALS)}
+                 aliases: dict[int, str] | None = None, *, base_specials: tuple[str, ...] = DEFAULT_SPECIALS,
+                 eos_token: str = EOS_TOKEN, added: tuple[str, ...] = ()) -> None:
+        specials = {token: SPECIAL_BASE + i for i, token in enumerate(base_specials)}
+        for token in added:
+            if token not in specials:
+                specials[token] = SPECIAL_BASE + len(specials)
         for token, token_id in (extra_specials or {}).items():
             if not token:
                 raise ValueError("a special token cannot be empty")
@@ -51,8 +57,9 @@ class SimTokenizer:
             self._claim(token_id, text)
         self.specials = tuple(specials)
         self._memo.clear()  # filled while checking the ids above, before every special had its id
-        self._special_text = {i: t for t, i in self.special_ids.items()}
-        self.eos_token_id = self.special_ids[EOS_TOKEN]
+        self._special_text = {i: t for t, i in self.special_ids.items() if t not in added}
+        self.skip_ids = frozenset(self._special_text)
+        self.eos_token_id = self.special_ids[eos_token]
 
     def _claim(self, token_id: int, text: str) -> None:
         """Reserve `token_id` for `text`, refusing an id another token already has."""
