@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 
 from planner.grading.extract import strip_delimiters
-from planner.grading.normalize import normalize, plain_number
+from planner.grading.normalize import normalize, plain_number, without_unit_words
 from planner.grading.pool import WorkerPool
 from planner.grading.vote import Grouping, VoteList, most_common_form, tally
 
@@ -103,19 +103,12 @@ class Grader:
 
     def _decide(self, gold: str, pred: str, both: bool, deadline: float | None) -> bool | None:
         """gold accepts pred (and, with `both`, pred accepts gold); None when cut off by `deadline`."""
-        gold_key, pred_key = normalize(gold), normalize(pred)
-        if not gold_key or not pred_key:
-            return False
-        if gold_key == pred_key:
-            return True
-        gold_number, pred_number = plain_number(gold_key), plain_number(pred_key)
-        if gold_number is not None and pred_number is not None:
-            if gold_number.value == pred_number.value:
-                return True
-            if gold_number.surely_different(pred_number):
-                return False
+        cheap = cheap_verdict(gold, pred)
+        if cheap is not None:
+            return cheap
         if len(gold) > self.max_chars or len(pred) > self.max_chars:
             return False
+        gold_key, pred_key = normalize(gold), normalize(pred)
         verdict = self._verdict(gold, pred, gold_key, pred_key, both, deadline)
         if verdict is None:
             return None
@@ -134,7 +127,8 @@ class Grader:
         timeout = self.timeout if deadline is None else min(self.timeout, deadline - time.monotonic())
         if timeout <= 0:
             return None
-        reply = self._pool.ask([strip_delimiters(gold), strip_delimiters(pred), both], timeout, deadline)
+        request = [without_unit_words(strip_delimiters(gold)), without_unit_words(strip_delimiters(pred)), both]
+        reply = self._pool.ask(request, timeout, deadline)
         if reply is None:
             if deadline is not None and time.monotonic() >= deadline:
                 return None  # the call's time ran out, not necessarily this comparison's
@@ -150,6 +144,23 @@ class Grader:
     def close(self) -> None:
         """Stop the worker processes (they also stop by themselves when this process exits)."""
         self._pool.close()
+
+
+def cheap_verdict(gold: str, pred: str) -> bool | None:
+    """True or False when the exact paths settle the pair (the same key, two plain numbers, an empty
+    answer), None when it needs math-verify. Symmetric, and never True where math-verify would say False."""
+    gold_key, pred_key = normalize(gold), normalize(pred)
+    if not gold_key or not pred_key:
+        return False
+    if gold_key == pred_key:
+        return True
+    gold_number, pred_number = plain_number(gold_key), plain_number(pred_key)
+    if gold_number is not None and pred_number is not None:
+        if gold_number.value == pred_number.value:
+            return True
+        if gold_number.surely_different(pred_number):
+            return False
+    return None
 
 
 def _exact_classes(answers: Sequence[str | None], keys: Sequence[str | None]) -> dict[str, list[int]]:

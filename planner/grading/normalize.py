@@ -25,6 +25,9 @@ _SEPARATOR = r"(?:,\\!|\{,\}|\\,|,| )"
 _DECIMAL = re.compile(rf"([-+]?)((?:[1-9]\d{{0,2}}(?:{_SEPARATOR}\d{{3}})+)|\d+|(?=\.\d))(?:\.(\d*))?"
                       r"|([-+]?)([1-9]\d{3,}),(\d{1,2})")
 _FRACTION = re.compile(r"([-+]?)(?:\\frac\{([-+]?\d+)\}\{(\d+)\}|\\frac(\d)(\d)|(\d+)/(\d+))")
+# A number followed only by plain words ("10 weeks", "125 miles"): the words are a unit, as MARIO_EVAL and the
+# MATH grader read them (math-verify already drops units written with \text or "square units").
+_NUMBER_THEN_WORDS = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?)\s+[A-Za-z]{3,}(?:\s+[A-Za-z]{3,}){0,2}")
 MAX_DIGITS = 1_000  # longer numbers are compared as text, never converted
 _FLOAT_PLACES = 6  # math-verify rounds floats to this many decimal places
 _FLOAT_DIGITS = 15  # and evaluates numbers to this many significant digits
@@ -56,6 +59,12 @@ def _space_matters(before: str, after: str) -> bool:
     if before == ",":
         return after[0].isdigit()
     return bool(_WORDLIKE.match(before[-1]) and _WORDLIKE.match(after[0]))
+
+
+def without_unit_words(answer: str) -> str:
+    """`10 weeks` is 10; anything else is returned as it is."""
+    match = _NUMBER_THEN_WORDS.fullmatch(answer)
+    return match.group(1) if match else answer
 
 
 @dataclass(frozen=True)
