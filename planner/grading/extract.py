@@ -19,7 +19,8 @@ import re
 # A response's answer lies at its end; the fallbacks read only this much of it, so they stay linear and cheap.
 TAIL_CHARS = 3_000
 MAX_BARE_CHARS = 200  # a bare answer longer than this is taken to be a response
-_MAX_BARE_WORDS = 3
+_MAX_BARE_WORDS = 2
+_SENTENCE_WORDS = frozenset({"is", "are", "was", "were", "equals", "be", "get", "gives", "answer"})
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*\{")
 _BOX_NO_BRACE = re.compile(r"\\boxed +([^\s${}]+)")
@@ -115,17 +116,12 @@ def _stated_after(text: str, position: int) -> str | None:
 
 
 def _joined_boxes(text: str, spans: list[tuple[int, int, str]]) -> str:
-    """The last span's content, joined with those just before it that only a connective separates."""
-    chosen = [spans[-1]]
-    for previous in reversed(spans[:-1]):
-        if not _joins(text[previous[1]:chosen[0][0]]):
-            break
-        chosen.insert(0, previous)
-    parts: list[str] = []
-    for _, _, content in chosen:
-        part = _unwrap_box(content.strip())
-        if part not in parts:
-            parts.append(part)
+    """The last span's content, joined with those just before it that only a connective separates;
+    a part repeated (the same answer boxed twice) counts once."""
+    first = len(spans) - 1
+    while first > 0 and _joins(text[spans[first - 1][1]:spans[first][0]]):
+        first -= 1
+    parts = dict.fromkeys(_unwrap_box(content.strip()) for _, _, content in spans[first:])
     return ", ".join(parts)
 
 
@@ -152,14 +148,15 @@ def _unwrap_box(content: str) -> str:
 
 
 def is_bare_answer(text: str) -> bool:
-    """A short text with no math delimiters and at most a few words ("28 percent", "x^2+1", "Evelyn"):
-    an answer on its own, not a response to search."""
+    """A short text with no math delimiters and at most two words, none of them a verb ("28 percent",
+    "x^2+1", "Evelyn"; not "The total is 18"): an answer on its own, not a response to search."""
     stripped = strip_delimiters(text)
     if not stripped or len(stripped) > MAX_BARE_CHARS or "\n" in stripped:
         return False
     if _MATH_DELIMITER.search(stripped) or "\\boxed" in stripped:
         return False
-    return len(_WORD.findall(stripped)) <= _MAX_BARE_WORDS
+    words = _WORD.findall(stripped)
+    return len(words) <= _MAX_BARE_WORDS and not any(w.lower() in _SENTENCE_WORDS for w in words)
 
 
 def strip_delimiters(text: str) -> str:
