@@ -39,7 +39,7 @@ def rewrite(answer: str, variant: int) -> str:
     if kind == 6 and answer.lstrip("-").isdigit():
         return str(int(answer) + 1 + variant // 8)  # wrong
     if kind == 7:
-        return answer + " + 1"  # wrong, needs the full check
+        return f"{answer} + {variant // 8 + 1}"  # wrong, needs the full check
     return answer
 
 
@@ -76,7 +76,8 @@ def main() -> None:
     distinct = len({(reference_answer(r["reference"]), r["response"][-200:]) for r in records})
     print(format_grade_summary(summary))
     print(f"{summary.graded:,} answers ({distinct:,} distinct) in {seconds:.1f} s: "
-          f"{1000 * seconds / summary.graded:.2f} ms per answer; {grader.timeouts} timeouts "
+          f"{1000 * seconds / summary.graded:.2f} ms per answer; {grader.comparisons:,} math-verify comparisons, "
+          f"{grader.timeouts} timeouts "
           f"({'under' if seconds < 30 else 'OVER'} the 30 s target)")
 
 

@@ -42,6 +42,7 @@ class Grader:
         self.timeout = timeout
         self.time_limit = time_limit
         self.max_chars = max_chars
+        self.comparisons = 0  # pairs sent to math-verify
         self.timeouts = 0  # comparisons that overran `timeout`
         self.cut_short = 0  # group / vote calls that ran out of `time_limit`
         self._pool = WorkerPool(workers, start_timeout=start_timeout, spare=spare)
@@ -127,6 +128,8 @@ class Grader:
         timeout = self.timeout if deadline is None else min(self.timeout, deadline - time.monotonic())
         if timeout <= 0:
             return None
+        with self._lock:
+            self.comparisons += 1
         request = [without_unit_words(strip_delimiters(gold)), without_unit_words(strip_delimiters(pred)), both]
         reply = self._pool.ask(request, timeout, deadline)
         if reply is None:

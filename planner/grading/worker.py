@@ -3,7 +3,7 @@
 Request `[gold, pred, both]`; reply `[gold accepts pred, pred accepts gold or null]`. math-verify's own
 timeouts use SIGALRM, which only works in a main thread, so they are off here and the calling process
 enforces the deadline by killing this one. Answers are parsed as the content of a `\\boxed{}` by
-math-verify's LaTeX parser, never evaluated as code; memory is capped so a runaway sympy computation
+math-verify's LaTeX parser only, never evaluated as code; memory is capped so a runaway sympy computation
 fails here instead of taking the machine.
 """
 
@@ -21,17 +21,19 @@ _PARSE_CACHE_SIZE = 10_000
 def serve() -> None:
     """Answer comparisons from stdin until it closes."""
     _limit_memory()
-    from math_verify import parse, verify
+    from math_verify import LatexExtractionConfig, parse, verify
 
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     logging.getLogger("latex2sympy2_extended").setLevel(logging.CRITICAL)
     parsed: dict[str, list] = {}
+    # LaTeX only: math-verify's plain-expression fallback hands text to sympy's parse_expr, an eval.
+    latex_only = [LatexExtractionConfig()]
 
     def parse_once(answer: str) -> list:
         if answer not in parsed:
             if len(parsed) >= _PARSE_CACHE_SIZE:
                 parsed.clear()
-            parsed[answer] = parse("\\boxed{" + answer + "}", parsing_timeout=None)
+            parsed[answer] = parse("\\boxed{" + answer + "}", extraction_config=latex_only, parsing_timeout=None)
         return parsed[answer]
 
     def accepts(gold: list, pred: list) -> bool:
