@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -195,19 +196,27 @@ def test_time_limit_works_off_the_main_thread(grader):
     assert grader.equivalent("\\frac{3}{6}", "0.5")
 
 
+def test_a_busy_worker_does_not_stretch_another_threads_time_limit():
+    grader = Grader(workers=1, timeout=6.0)
+    try:
+        grader.equivalent("\\frac{1}{2}", "0.5x/x")
+        busy = threading.Thread(target=grader.equivalent, args=(SLOW[2], "5"))
+        busy.start()
+        time.sleep(0.5)  # the only worker is now on a comparison sympy will not finish
+        start = time.monotonic()
+        labels = grader.group(["x+1", "1+x"], time_limit=1.0)
+        assert time.monotonic() - start < 2.0
+        assert not labels.complete and labels == [0, 1]
+        busy.join(timeout=30)
+    finally:
+        grader.close()
+
+
 def test_many_threads_share_one_grader(grader):
     pairs = [("\\frac{1}{4}", "0.25", True), ("\\sqrt{4}", "2", True), ("3", "4", False),
              ("\\frac{\\pi}{2}", "\\pi/2", True)] * 4
-    results = [None] * len(pairs)
-
-    def check(i):
-        results[i] = grader.equivalent(pairs[i][0], pairs[i][1])
-
-    threads = [threading.Thread(target=check, args=(i,)) for i in range(len(pairs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
+        results = list(pool.map(lambda pair: grader.equivalent(pair[0], pair[1]), pairs))
     assert results == [expected for _, _, expected in pairs]
 
 

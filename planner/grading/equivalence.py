@@ -73,10 +73,14 @@ class Grader:
             form = most_common_form(answers[i] for i in classes[name])
             joined = None
             for leader in leaders:
-                if time.monotonic() >= deadline:
+                same = None
+                if time.monotonic() < deadline:
+                    leader_form = most_common_form(answers[i] for i in classes[leader])
+                    same = self._decide(leader_form, form, both=True, deadline=deadline)
+                if same is None:  # out of time: this class and the rest stay as they are
                     complete = False
                     break
-                if self._decide(most_common_form(answers[i] for i in classes[leader]), form, both=True, deadline=deadline):
+                if same:
                     joined = leader
                     break
             cluster_of[name] = joined or name

@@ -2,11 +2,14 @@
 
 Policy for a response (`extract_answer`):
 1. `\\boxed{...}` / `\\fbox{...}`: the last complete top-level box, joined with the boxes just before it
-   when only a connective separates them (", ", "and", "or", "\\quad", "\\text{ and }", a unit word:
-   `\\boxed{-2} and \\boxed{1}` gives "-2, 1"); a box far back in the text (a draft, a re-check) is not
-   joined. Repeated identical parts count once. A box never closed (a truncated response) is ignored.
-2. No box: the whole text when it is itself a bare answer (short, no math delimiters, few words).
-3. Otherwise the last answer-like item (a math span `$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`, or a number)
+   when only a connective separates them (", ", "\\quad", or up to four words with "and"/"or", so
+   `\\boxed{-2} and \\boxed{1}` gives "-2, 1" and `\\boxed{1} papers and \\boxed{2} bins` "1, 2"); a box
+   behind prose (a draft, a re-check) is not joined. A part boxed twice counts once. A box never closed
+   (a truncated response) is ignored.
+2. A "final answer is $X$" after the last box (Minerva-style endings) overrides it.
+3. No box: the whole text when it is itself a bare answer (short, no math delimiters, at most two words
+   and no verb: "28 percent", "x^2+y^2=1").
+4. Otherwise the last answer-like item (a math span `$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`, or a number)
    after the last "answer is" / "answer:" phrase, else in the text's last part. Inline math, like
    math-verify's, never spans a line break. Truncated responses therefore yield their last number:
    callers that must not count them check the finish reason.

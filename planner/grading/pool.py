@@ -95,9 +95,13 @@ class WorkerPool:
         self._closed = False
 
     def ask(self, request: list, timeout: float, start_deadline: float | None = None) -> list | None:
-        """The reply to `request`, or None when no worker was ready by `start_deadline` (monotonic) or the
-        reply did not come within `timeout` seconds (that worker is then replaced)."""
-        worker = self._take()
+        """The reply to `request`, or None when no worker was free and ready by `start_deadline` (monotonic;
+        `start_timeout` from now when None) or the reply did not come within `timeout` seconds (that worker
+        is then replaced)."""
+        start_wait = self.start_timeout if start_deadline is None else start_deadline - time.monotonic()
+        worker = self._take(max(0.0, start_wait))
+        if worker is None:  # every worker stayed busy with other threads' comparisons
+            return None
         start_wait = self.start_timeout if start_deadline is None else start_deadline - time.monotonic()
         if not worker.wait_ready(max(0.0, min(self.start_timeout, start_wait))):
             self._give_back(worker if worker.alive else self._replacement(worker))
@@ -106,7 +110,8 @@ class WorkerPool:
         self._give_back(worker if reply is not None else self._replacement(worker))
         return reply
 
-    def _take(self) -> _Worker:
+    def _take(self, wait: float) -> _Worker | None:
+        """An idle worker (started if fewer than `size` exist), or None when none came free within `wait`."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the grading worker pool is closed")
@@ -114,7 +119,10 @@ class WorkerPool:
                 self._started += 1
                 self._start_spare()
                 return _Worker()
-        return self._idle.get()
+        try:
+            return self._idle.get(timeout=wait)
+        except queue.Empty:
+            return None
 
     def _replacement(self, dead: _Worker) -> _Worker:
         dead.kill()
