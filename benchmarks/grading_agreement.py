@@ -1,0 +1,72 @@
+"""Agreement of the grader with labelled answer pairs: math-verify's own test suite
+(shared/data/answer_pairs/math_verify_suite.jsonl) and tests/data/grading_cases.jsonl (other graders'
+documented cases), next to the old sglang_plugin.answers matcher on the same pairs.
+
+A false merge is a pair labelled different that was judged the same; a false split the reverse. For the new
+grader, false merges made by a cheap path (no math-verify call) are counted apart: there must be none.
+
+Run: .venv/bin/python benchmarks/grading_agreement.py
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from planner.grading.equivalence import Grader, cheap_verdict
+from planner.grading.extract import extract_answer, reference_answer
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITES = {
+    "math-verify suite": ROOT.parent / "shared" / "data" / "answer_pairs" / "math_verify_suite.jsonl",
+    "other graders' cases": ROOT / "tests" / "data" / "grading_cases.jsonl",
+}
+
+
+def score(pairs: list[dict], judge) -> dict:
+    """Agreement, false merges and false splits of `judge(gold, pred) -> bool` on labelled pairs."""
+    start = time.monotonic()
+    verdicts = [judge(p["gold"], p["pred"]) for p in pairs]
+    merges = sum(v and not p["same"] for v, p in zip(verdicts, pairs))
+    splits = sum(p["same"] and not v for v, p in zip(verdicts, pairs))
+    return {"agree": len(pairs) - merges - splits, "pairs": len(pairs), "false merges": merges,
+            "false splits": splits, "seconds": time.monotonic() - start}
+
+
+def cheap_merges(pairs: list[dict]) -> int:
+    """Pairs labelled different that the cheap paths alone call the same."""
+    return sum(bool(cheap_verdict(reference_answer(p["gold"]), extract_answer(p["pred"]) or ""))
+               for p in pairs if not p["same"])
+
+
+def old_judge():
+    from sglang_plugin.answers import AnswerGrouper, extract_answer as old_extract
+
+    grouper = AnswerGrouper()
+    return lambda gold, pred: grouper.equivalent(old_extract(gold) or gold, old_extract(pred) or pred)
+
+
+def line(name: str, result: dict) -> str:
+    return (f"  {name:<8} agree {result['agree']}/{result['pairs']} ({result['agree'] / result['pairs']:.1%}), "
+            f"false merges {result['false merges']}, false splits {result['false splits']}, "
+            f"{result['seconds']:.1f} s")
+
+
+def main() -> None:
+    grader = Grader()
+    old = old_judge()
+    for name, path in SUITES.items():
+        if not path.exists():
+            print(f"{name}: {path} not found, skipped")
+            continue
+        pairs = [json.loads(text) for text in path.read_text().splitlines() if text.strip()]
+        new = score(pairs, lambda gold, pred: grader.correct(reference_answer(gold), extract_answer(pred)))
+        print(f"{name} ({path.name}):")
+        print(line("new", new) + f"; false merges from a cheap path: {cheap_merges(pairs)}")
+        print(line("old", score(pairs, old)))
+    grader.close()
+
+
+if __name__ == "__main__":
+    main()
