@@ -34,10 +34,10 @@ import numpy as np
 from plugin_support import RATE_FIELD, SimProcess, data_dir
 
 from planner.difficulty import BINS, difficulty_bin
+from planner.grading import shared_grader
 from planner.jsonl import read_jsonl
 from planner.prediction.model_store import load_model
 from sglang_plugin import Endpoint, OutcomeRewardScorer, Planning, solve
-from sglang_plugin.answers import shared_grouper
 
 MATCH_AT = 16
 
@@ -65,14 +65,14 @@ def run_arm(data, args, problems, fn) -> tuple[list, float]:
 
 
 def correct(answer: str | None, reference: str) -> bool:
-    return answer is not None and shared_grouper().equivalent(answer, reference)
+    return answer is not None and shared_grader().equivalent(answer, reference)
 
 
 def selections(result, reference: str) -> dict[str, bool]:
     """Weighted vote (the run's own choice), best-of-N and majority over the same scored samples."""
     answered = [b for b in result.branches if b.answer is not None and not b.failed]
     best = max(answered, key=lambda b: (b.score if b.score is not None else -np.inf, -b.id), default=None)
-    votes = shared_grouper().vote([b.answer for b in answered], ids=[b.id for b in answered])
+    votes = shared_grader().vote([b.answer for b in answered], ids=[b.id for b in answered])
     return {"weighted_vote": correct(result.answer, reference),
             "best_of_n": correct(best.answer if best else None, reference),
             "majority": correct(votes[0].answer if votes else None, reference)}

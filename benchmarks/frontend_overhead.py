@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 from plugin_support import SimProcess, data_dir, medium_problems
 
+from planner.grading import shared_grader
 from sglang_plugin import Endpoint, solve
-from sglang_plugin.answers import shared_grouper
 
 BAR = 1.10
 
@@ -103,7 +103,7 @@ def main() -> None:
     data = data_dir(args.data)
     problems = medium_problems(data, args.problems)
     options = ("--seed", str(args.seed), "--token-delay-ms", str(args.token_delay_ms))
-    shared_grouper().equivalent("\\frac{1}{2}", "0.5")  # start the math-verify worker (once per process)
+    shared_grader().equivalent("\\frac{1}{2}", "0.5")  # start the math-verify worker (once per process)
     with SimProcess(data, *options) as url:  # first-use costs of the frontend, once per process, untimed
         run_program(url, problems[:1], args.budget)
     program_times, plain_times = [], []

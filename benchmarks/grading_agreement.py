@@ -41,7 +41,8 @@ def cheap_merges(pairs: list[dict]) -> int:
 
 
 def old_judge():
-    from sglang_plugin.answers import AnswerGrouper, extract_answer as old_extract
+    from sglang_plugin.answers import AnswerGrouper
+    from sglang_plugin.answers import extract_answer as old_extract
 
     grouper = AnswerGrouper()
     return lambda gold, pred: grouper.equivalent(old_extract(gold) or gold, old_extract(pred) or pred)

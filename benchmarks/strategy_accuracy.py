@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from plugin_support import SimProcess, data_dir, medium_problems
 
+from planner.grading import shared_grader
 from planner.strategies import REGISTRY, planned_strategies
 from sglang_plugin import Endpoint, OutcomeRewardScorer, StepTagScorer, solve
-from sglang_plugin.answers import shared_grouper
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     data = data_dir(args.data)
     problems = medium_problems(data, args.problems)
-    grouper = shared_grouper()
+    grouper = shared_grader()
     started = time.perf_counter()
     print(f"{len(problems)} MATH-500 problems, mean measured pass rate "
           f"{sum(p['sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6'] for p in problems) / len(problems):.3f};"

@@ -11,7 +11,7 @@ Measurement choices:
   `--model`), not from measured rates: the planner looks its curves up at predicted pass@1, so the curves
   must say what a strategy achieves on problems *predicted* to be at p. Each point lists its problems'
   predicted pass@1, as the schema asks.
-- A point's accuracy is the share of its bin's problems the arm answered correctly (by the runner's judge);
+- A point's accuracy is the share of its bin's problems the arm answered correctly (by the runner's grader);
   problems whose run failed (no branch finished) are left out, and running again retries them
   (`--retry-failed`).
 - Tokens are `Cost.tokens` as the servers reported them, with the problem's prompt priced cold. The sweep
@@ -41,6 +41,7 @@ from planner.cost import Cost
 from planner.difficulty import BINS, difficulty_bin
 from planner.errors import InputError, PlannerError, RunInterrupted
 from planner.files import atomic_path, sha256_of
+from planner.grading import Grader, shared_grader
 from planner.jsonl import SkipLog
 from planner.planning.calibration import (
     CALIBRATION_FORMAT,
@@ -56,7 +57,6 @@ from planner.strategies import DEFAULT_BEAM_WIDTH, REGISTRY, planned_strategies
 from sglang_plugin.runs.batch import Solver, connect, health_check, planning_for, predict_all
 from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem, read_run_problems
-from sglang_plugin.runs.results import Judge
 from sglang_plugin.runs.runner import BatchRunner
 from sglang_plugin.runs.settings import RunSettings
 
@@ -285,14 +285,14 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
     planning = planning_for(replace(base, policy=settings.policy or base.policy))
     policy = planning.policy_of(served).name
     predictions, predictor_path = predict_all(planning, served, problems)
-    judge = Judge(base.config.grading.answer_timeout, base.config.grading.answer_workers)
+    grader = shared_grader(base.config.grading)
     folder = settings.runs_folder
     notes: list[str] = []
     lines_by_arm: dict[Arm, list[ResultLine]] = {}
     for i, arm in enumerate(arms, start=1):
         echo(f"[{i}/{len(arms)}] {arm.name}")
         lines_by_arm[arm] = _run_arm(arm, base, folder, served, problems, endpoint, scorer, planning, predictions,
-                                     judge, notes, echo)
+                                     grader, notes, echo)
     pass_at_1 = {pid: prediction.pass_at_1 for pid, prediction in predictions.items()}
     measured = measure(lines_by_arm, pass_at_1, policy)
     rm = next((arm.reward_model for arm in arms if arm.reward_model), None)
@@ -309,7 +309,7 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
 
 
 def _run_arm(arm: Arm, base: RunSettings, folder: Path, served: str, problems: list[RunProblem], endpoint, scorer,
-             planning, predictions: dict, judge: Judge, notes: list[str], echo) -> list[ResultLine]:
+             planning, predictions: dict, grader: Grader, notes: list[str], echo) -> list[ResultLine]:
     settings = replace(base, strategy=arm.strategy, size=arm.size, output=folder / f"{arm.name}.jsonl", outcomes=None,
                        adaptive=AdaptiveConfig(), calibration=None, max_budget=None, target_confidence=None)
     if arm.reward_model is None:  # the same runs whatever reward model is served: shareable across calibrations
@@ -320,7 +320,7 @@ def _run_arm(arm: Arm, base: RunSettings, folder: Path, served: str, problems: l
         for note in files.notes:
             echo(f"  {note}")
             notes.append(f"{arm.name}: {note}")
-        runner = BatchRunner(solver, files, judge, policy=served, concurrency=base.concurrency,
+        runner = BatchRunner(solver, files, grader, policy=served, concurrency=base.concurrency,
                              health=health_check(endpoint, base.reward_endpoint, base.transport),
                              max_failures_in_a_row=base.max_failures_in_a_row, retry_delay=base.retry_delay,
                              answer_field=base.answer_field, progress=base.progress)

@@ -2,7 +2,7 @@
 
 - `SamplingConfig`: the prompt and how each sample is drawn (temperature, caps);
 - `SearchConfig`: how step-level search and selection work (steps, beam width, particle filter, aggregation);
-- `GradingConfig`: how answers are compared (time limits, worker processes).
+- `GradingConfig` (planner.grading): how answers are compared (time limits, worker processes).
 
 HTTP and transport settings belong to the endpoint and the scorers (sglang_plugin.transport.TransportConfig),
 the adaptive policy's to planner.adaptive.AdaptiveConfig. `budget` (the size N) is not here: it is what the
@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from planner.errors import InputError
+from planner.grading.config import GradingConfig
 from planner.strategies import DEFAULT_BEAM_WIDTH
 
 # The instruction the outcome labels in shared/data were sampled with (see its README).
@@ -71,18 +72,6 @@ class SearchConfig:
             raise InputError(f"must be an integer, got {self.seed!r}", field="seed")
         _choice("aggregation", self.aggregation, AGGREGATIONS)
         _choice("pf_selection", self.pf_selection, PF_SELECTIONS)
-
-
-@dataclass(frozen=True)
-class GradingConfig:
-    """Answer comparison: seconds per math-verify comparison and the worker processes that run it."""
-
-    answer_timeout: float = 5.0
-    answer_workers: int = 1
-
-    def __post_init__(self) -> None:
-        _number(self, "answer_timeout", low=0.0, strict=True)
-        _positive_int(self, "answer_workers")
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from sim_http import ok
 from planner.adaptive import AdaptiveConfig, continuation
 from planner.belief.posterior import BetaPrior, update
 from planner.errors import InputError
+from planner.grading import shared_grader
 from planner.planning.table import StrategyTable
 from planner.prediction.model_store import shipped_model_path
 from planner.records import STOP_REASONS
 from sglang_plugin import Endpoint, OutcomeRewardScorer, Planning, StepTagScorer, run_strategy, solve
-from sglang_plugin.answers import shared_grouper
 from sglang_plugin.config import SamplingConfig
 from sglang_plugin.scorers.base import QWEN_ORM_TEMPLATE, render
 from sglang_plugin.sim.problems import Problem
@@ -53,7 +53,7 @@ def planner():
 
 
 def right(result, problem) -> bool:
-    return result.answer is not None and shared_grouper().equivalent(result.answer, problem.answer)
+    return result.answer is not None and shared_grader().equivalent(result.answer, problem.answer)
 
 
 def test_settled_easy_problem_spends_only_the_probe(endpoint, orm, planner, servers):
@@ -247,7 +247,7 @@ def test_selection_by_the_planned_strategys_rule(endpoint, orm):
         for b in answered:
             key = next(v.answer for v in result.votes if b.id in v.branches)
             totals[key] = totals.get(key, 0.0) + b.score
-        assert shared_grouper().equivalent(result.answer, max(totals, key=totals.get))
+        assert shared_grader().equivalent(result.answer, max(totals, key=totals.get))
 
 
 def test_prediction_uses_the_policys_shipped_predictor_or_says_which_it_borrowed():

@@ -10,9 +10,9 @@ import sglang as sgl
 from conftest import FAST, PROBLEMS, comparable, sim_stats
 
 from planner.errors import InputError
+from planner.grading import extract_answer, shared_grader
 from planner.strategies import planned_strategies
 from sglang_plugin import Endpoint, OutcomeRewardScorer, SolveConfig, StepTagScorer, run_strategy, solve
-from sglang_plugin.answers import extract_answer, shared_grouper
 from sglang_plugin.config import SamplingConfig, SearchConfig
 from sglang_plugin.programs import program_for
 from sglang_plugin.programs.particle_filter import effective_sample_size, particle_weights, resample
@@ -62,7 +62,7 @@ def test_every_strategy_solves_end_to_end(strategy, endpoint, prm):
     assert result.strategy == strategy and result.budget == 4 and not result.errors
     assert result.answer is not None and result.answer == result.branch(result.chosen).answer
     assert result.votes and result.votes[0].answer is not None
-    assert shared_grouper().equivalent(result.votes[0].answer, result.answer)
+    assert shared_grader().equivalent(result.votes[0].answer, result.answer)
     delimiter = SearchConfig().step_delimiter
     for branch in result.branches:
         assert branch.finish_reason in FINISH_REASONS and branch.error is None
@@ -216,7 +216,7 @@ def test_finished_particles_stay_finished(endpoint, prm):
 
 def test_votes_partition_answers_into_equivalent_groups(endpoint):
     result = solve(PROBLEMS[0].text, "majority", 12, endpoint, None)
-    grouper = shared_grouper()
+    grouper = shared_grader()
     answered = [b for b in result.branches if b.answer is not None]
     assert sum(len(v.branches) for v in result.votes) == len(answered)
     assert [v.score for v in result.votes] == sorted((v.score for v in result.votes), reverse=True)

@@ -9,10 +9,11 @@ from click.testing import CliRunner
 from conftest import RECORDS, SAMPLE, lines, run_args, settings, write_problems
 
 from planner.errors import InputError, PlannerError
+from planner.grading import reference_answer, shared_grader
 from sglang_plugin.cli.main import main
 from sglang_plugin.runs.batch import run_batch
 from sglang_plugin.runs.files import RunFiles
-from sglang_plugin.runs.results import Judge, reference_answer
+from sglang_plugin.runs.results import correct
 
 RESULT_FIELDS = ("problem_id", "answer", "correct", "plan", "prediction", "cost", "strategy", "status", "errors",
                  "branches", "failed_branches", "format_version")
@@ -191,7 +192,7 @@ def test_adaptive_runs_record_the_planners_plan_and_only_its_independent_samples
     search; that problem's outcome records are its probe and rounds only, not the search's branches."""
     write_problems(tmp_path / "problems.jsonl", 40)
     # A generous time limit on answer comparisons, so a loaded CI machine groups answers as an idle one does.
-    (tmp_path / "config.json").write_text(json.dumps({"grading": {"answer_timeout": 60.0}}))
+    (tmp_path / "config.json").write_text(json.dumps({"grading": {"timeout": 60.0}}))
     with SimServer(SAMPLE, seed=3) as server:
         result = CliRunner().invoke(main, ["run", "--endpoint", server.url, "--reward-endpoint", server.url, "--scorer",
                                            "math_shepherd", "--input", str(tmp_path / "problems.jsonl"), "--output",
@@ -222,6 +223,6 @@ def test_references_are_read_as_math_sets_write_them():
     assert reference_answer("\\frac{14}{3}") == "\\frac{14}{3}"  # MATH-500's answer field
     assert reference_answer("so $f = \\boxed{\\frac{1}{2}}$.") == "\\frac{1}{2}"  # a whole solution
     assert reference_answer("She pays 3 * 4 = 12.\n#### 1,212") == "1212"  # GSM8K
-    judge = Judge()
-    assert judge.correct("1212", "She pays 3 * 4 = 12.\n#### 1,212") and judge.correct("0.5", "\\boxed{\\frac12}")
-    assert not judge.correct(None, "3") and not judge.correct("4", "#### 3")
+    grader = shared_grader()
+    assert correct(grader, "1212", "She pays 3 * 4 = 12.\n#### 1,212") and correct(grader, "0.5", "\\boxed{\\frac12}")
+    assert not correct(grader, None, "3") and not correct(grader, "4", "#### 3")

@@ -6,8 +6,8 @@ label is known and the scores can be checked for discrimination, not just shape.
 import pytest
 from conftest import FAST, PROBLEMS, sim_stats
 
+from planner.grading import shared_grader
 from sglang_plugin import Endpoint, OutcomeRewardScorer, SelfCertaintyScorer, StepTagScorer, solve
-from sglang_plugin.answers import shared_grouper
 from sglang_plugin.sim.server import SimServer
 from sglang_plugin.transport.ledger import CostLedger
 
@@ -98,7 +98,7 @@ def test_self_certainty_prefers_the_policys_confident_trajectories(server):
     scorer = SelfCertaintyScorer(top_k=4)
     result = solve(PROBLEM.text, "best_of_n", 16, Endpoint(server.url, transport=FAST), scorer)
     assert result.cost.reward_tokens == 0  # no reward model
-    grouper = shared_grouper()
+    grouper = shared_grader()
     right = [b.score for b in result.branches if b.answer and grouper.equivalent(b.answer, PROBLEM.answer)]
     wrong = [b.score for b in result.branches if b.answer and not grouper.equivalent(b.answer, PROBLEM.answer)]
     assert right and wrong

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from planner.grading.config import GradingConfig
 from planner.grading.extract import strip_delimiters
 from planner.grading.normalize import normalize, plain_number, without_unit_words
 from planner.grading.pool import WorkerPool
@@ -182,13 +183,14 @@ def _exact_classes(answers: Sequence[str | None], keys: Sequence[str | None]) ->
     return classes
 
 
-_shared: dict[int, Grader] = {}
+_shared: dict[GradingConfig, Grader] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_grader(workers: int = 1) -> Grader:
-    """The process-wide grader with `workers` worker processes (started on first use, reused after)."""
+def shared_grader(config: GradingConfig | None = None) -> Grader:
+    """The process-wide grader of these settings (its workers start on first use and are reused after)."""
+    config = config or GradingConfig()
     with _shared_lock:
-        if workers not in _shared:
-            _shared[workers] = Grader(workers)
-        return _shared[workers]
+        if config not in _shared:
+            _shared[config] = Grader(config.workers, config.timeout, config.time_limit)
+        return _shared[config]

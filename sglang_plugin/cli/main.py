@@ -18,6 +18,7 @@ COMMANDS = {
     "run": "sglang_plugin.cli.run:run_command",
     "calibrate": "sglang_plugin.cli.calibrate:calibrate_command",
     "report": "sglang_plugin.cli.report:report_command",
+    "grade": "sglang_plugin.cli.grade:grade_command",
     "demo": "sglang_plugin.cli.demo:demo_command",
     "sim-server": "sglang_plugin.cli.sim_server:sim_server_command",
 }

@@ -15,11 +15,11 @@ from dataclasses import replace
 from planner.adaptive import continuations, decide, probe_strategy
 from planner.belief.evidence import RewardEvidence
 from planner.belief.posterior import BetaPrior, Posterior, update
+from planner.grading import Vote, shared_grader
 from planner.records import AdaptiveRound, AdaptiveTrace, PlanRecord, RoundPlan
 from planner.strategies import REGISTRY
-from sglang_plugin.answers import shared_grouper
 from sglang_plugin.programs.planning import Planning
-from sglang_plugin.programs.result import Branch, Selection, Vote
+from sglang_plugin.programs.result import Branch, Selection
 from sglang_plugin.programs.search_run import SearchRun
 
 
@@ -28,6 +28,7 @@ class Belief:
 
     def __init__(self, run: SearchRun, samples: list[Branch], prior: BetaPrior, evidence: RewardEvidence | None,
                  alpha: float) -> None:
+        self.grading = run.config.grading
         answered = run.answered(samples)
         unanswered = sum(1 for b in samples if b.answer is None and not b.failed)
         self.groups = [[run.branches[i] for i in vote.branches] for vote in run.vote(answered)]
@@ -44,9 +45,9 @@ class Belief:
 
     def group_of(self, branch: Branch) -> int | None:
         """The group whose answer is equivalent to `branch`'s (a search's choice may be new)."""
-        grouper = shared_grouper()
+        grader = shared_grader(self.grading)
         for j, group in enumerate(self.groups):
-            if any(b is branch for b in group) or grouper.equivalent(group[0].answer, branch.answer):
+            if any(b is branch for b in group) or grader.equivalent(group[0].answer, branch.answer):
                 return j
         return None
 

@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from planner.cost import Cost
+from planner.grading import Vote
 from planner.records import PlanRecord, Prediction, to_json
-from sglang_plugin.answers import Vote
 
 # Why a branch stopped. Only "failed" carries an error; "pruned" branches lost a search or resampling step.
 FINISH_REASONS = ("answer", "eos", "length", "max_steps", "pruned", "failed")

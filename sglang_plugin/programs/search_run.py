@@ -25,11 +25,11 @@ from itertools import zip_longest
 import sglang as sgl
 
 from planner.errors import InputError
+from planner.grading import Vote, boxed_spans, extract_answer, shared_grader
 from planner.records import PlanRecord, Prediction
-from sglang_plugin.answers import extract_answer, shared_grouper
 from sglang_plugin.config import SolveConfig
 from sglang_plugin.programs.planning import Planning
-from sglang_plugin.programs.result import Branch, Selection, SolveResult, Vote
+from sglang_plugin.programs.result import Branch, Selection, SolveResult
 from sglang_plugin.scorers import Scorer
 from sglang_plugin.transport.endpoint import Endpoint
 from sglang_plugin.transport.http import EndpointError
@@ -168,13 +168,13 @@ class SearchRun:
             except EndpointError as exc:
                 self.close(branch, error=f"scoring failed: {exc}")
                 return
-        answer = extract_answer(text)
-        if answer is not None:
-            branch.answer = answer
+        if boxed_spans(text):  # a step holding a complete \\boxed{} ends the solution
+            branch.answer = extract_answer(branch.text)
             self.close(branch, "answer")
         elif kind == "abort":
             self.close(branch, error=f"server aborted the request: {meta.get('finish_reason')}")
         elif kind == "stop" and not at_delimiter:
+            branch.answer = extract_answer(branch.text)  # ended without a box: the stated answer, if any
             self.close(branch, "eos")
         elif branch.tokens >= self.config.sampling.max_tokens:
             self.close(branch, "length")
@@ -296,9 +296,7 @@ class SearchRun:
 
     def vote(self, branches: Sequence[Branch], weights: Sequence[float] | None = None,
              reduce: str = "sum") -> list[Vote]:
-        grading = self.config.grading
-        grouper = shared_grouper(grading.answer_workers)
-        return grouper.vote([b.answer for b in branches], weights, timeout=grading.answer_timeout,
+        return shared_grader(self.config.grading).vote([b.answer for b in branches], weights,
                             ids=[b.id for b in branches], reduce=reduce)
 
     def pick_by_score(self, branches: Sequence[Branch]) -> tuple[Branch | None, list[Vote]]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from planner.difficulty import difficulty_bin
 from planner.errors import PlannerError, RunInterrupted
+from planner.grading import shared_grader
 from planner.jsonl import SkipLog
 from planner.policies import known_policy
 from planner.prediction.model_store import predictor_for
@@ -20,7 +21,7 @@ from planner.records import Prediction
 from sglang_plugin.programs.planning import Planning
 from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem, read_run_problems
-from sglang_plugin.runs.results import Judge, Solved
+from sglang_plugin.runs.results import Solved
 from sglang_plugin.runs.runner import BatchRunner, Session
 from sglang_plugin.runs.settings import RunSettings
 from sglang_plugin.runs.summary import RunSummary, summarize
@@ -130,13 +131,12 @@ def run_batch(settings: RunSettings, echo: Callable[[str], object] = print) -> R
              "predictor on its outcomes with `tts-planner train`, then give --model)")
     predictions, predictor_path = predict_all(planning, served, problems)
     solver = Solver(settings, endpoint, scorer, planning, predictions)
-    grading = settings.config.grading
-    judge = Judge(grading.answer_timeout, grading.answer_workers)
+    grader = shared_grader(settings.config.grading)
     with RunFiles(settings.output, settings.outcomes_path, settings.identity(policy.name, predictor_path),
                   overwrite=settings.overwrite, retry_failed=settings.retry_failed) as files:
         for note in files.notes:
             echo(note)
-        runner = BatchRunner(solver, files, judge, policy=served, concurrency=settings.concurrency,
+        runner = BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
                              health=health_check(endpoint, settings.reward_endpoint, settings.transport),
                              max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
                              answer_field=settings.answer_field, progress=settings.progress)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.cost import Cost
+from planner.grading import Grader, reference_answer
 from planner.records import OutcomeRecord, ResultLine
 from planner.strategies import REGISTRY
-from sglang_plugin.answers import extract_answer, shared_grouper
 from sglang_plugin.programs.result import Branch, SolveResult
 from sglang_plugin.runs.problems import RunProblem
 
@@ -16,25 +16,10 @@ from sglang_plugin.runs.problems import RunProblem
 SAMPLE_REASONS = frozenset({"answer", "eos", "length", "max_steps"})
 
 
-class Judge:
-    """Decides whether an answer matches a reference, by the same equivalence the votes use (math-verify under
-    a time limit, in its own process)."""
-
-    def __init__(self, timeout: float = 5.0, workers: int = 1) -> None:
-        self.timeout = timeout
-        self.grouper = shared_grouper(workers)
-
-    def correct(self, answer: str | None, reference: str) -> bool:
-        if answer is None:
-            return False
-        return self.grouper.equivalent(answer, reference_answer(reference), self.timeout)
-
-
-def reference_answer(reference: str) -> str:
-    """The final answer inside a reference: a \\boxed{} answer, GSM8K's "... #### 42", or the whole text."""
-    if "####" in reference:
-        return reference.rsplit("####", 1)[1].strip().replace(",", "")
-    return extract_answer(reference) or reference
+def correct(grader: Grader, answer: str | None, reference: str) -> bool:
+    """Whether an answer is right for a reference (MATH-style with a \\boxed{} inside a solution, GSM8K's
+    "... #### 42", or bare), by the grader the votes use."""
+    return grader.correct(reference_answer(reference), answer)
 
 
 @dataclass
@@ -70,7 +55,7 @@ class Solved:
         return not any(is_sample(b) for b in self.result.branches)
 
 
-def result_line(problem: RunProblem, solved: Solved | None, judge: Judge, *, errors: list[str], cost: Cost,
+def result_line(problem: RunProblem, solved: Solved | None, grader: Grader, *, errors: list[str], cost: Cost,
                 answer_field: str = "answer") -> ResultLine:
     """The input record plus the solve's outcome; `solved` None (a solve that raised) or without a finished
     branch gives status "failed". `errors` and `cost` cover every attempt at the problem."""
@@ -82,13 +67,14 @@ def result_line(problem: RunProblem, solved: Solved | None, judge: Judge, *, err
     return ResultLine(
         problem_id=problem.problem_id, answer=answer, status="failed" if solved is None or solved.failed else "ok",
         cost=cost, strategy=solved.executed if solved is not None else None,
-        correct=judge.correct(answer, problem.reference) if problem.reference is not None else None,
+        correct=correct(grader, answer, problem.reference) if problem.reference is not None else None,
         plan=result.plan if result is not None else None, prediction=result.prediction if result is not None else None,
         errors=tuple(errors), branches=len(result.branches) if result is not None else 0,
         failed_branches=len(result.failed_branches) if result is not None else 0, record=record)
 
 
-def outcome_records(problem: RunProblem, solved: Solved | None, judge: Judge, policy: str) -> list[OutcomeRecord]:
+def outcome_records(problem: RunProblem, solved: Solved | None, grader: Grader,
+                    policy: str) -> list[OutcomeRecord]:
     """One record per independent sample of the policy (see Solved.samples) of a problem with a reference
     answer, so the records are unbiased pass@1 labels. Failed branches are not samples; the branches of beam
     search, DVTS and the particle filter were selected by a reward model, so they would overstate pass@1 and
@@ -98,7 +84,7 @@ def outcome_records(problem: RunProblem, solved: Solved | None, judge: Judge, po
     trace = solved.result.plan.adaptive if solved.result.plan is not None else None
     strategy = trace.probe_strategy if trace is not None else solved.result.strategy
     return [OutcomeRecord(problem.problem_id, problem.text, policy, strategy, branch.id, branch.answer,
-                          judge.correct(branch.answer, problem.reference))
+                          correct(grader, branch.answer, problem.reference))
             for branch in solved.samples()]
 
 

@@ -30,10 +30,11 @@ from tqdm import tqdm
 
 from planner.cost import Cost
 from planner.errors import RunStopped
+from planner.grading import Grader
 from planner.records import OutcomeRecord, ResultLine
 from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem
-from sglang_plugin.runs.results import Judge, Solved, outcome_records, result_line
+from sglang_plugin.runs.results import Solved, outcome_records, result_line
 
 
 class ServerDown(RunStopped):
@@ -82,12 +83,12 @@ class BatchRunner:
     in the outcome records.
     """
 
-    def __init__(self, solver: Solver, files: RunFiles, judge: Judge, *, policy: str, concurrency: int = 8,
+    def __init__(self, solver: Solver, files: RunFiles, grader: Grader, *, policy: str, concurrency: int = 8,
                  health: Callable[[], str | None] = lambda: None, max_failures_in_a_row: int = 10,
                  retry_delay: float = 2.0, answer_field: str = "answer", progress: bool = True) -> None:
         if concurrency < 1 or max_failures_in_a_row < 1:
             raise ValueError("concurrency and max_failures_in_a_row must be at least 1")
-        self.solver, self.files, self.judge, self.policy = solver, files, judge, policy
+        self.solver, self.files, self.grader, self.policy = solver, files, grader, policy
         self.concurrency, self.health = concurrency, health
         self.max_failures_in_a_row, self.retry_delay = max_failures_in_a_row, retry_delay
         self.answer_field, self.progress = answer_field, progress
@@ -188,6 +189,6 @@ class BatchRunner:
                 return _Down(down)
         if self._stop.is_set():
             return None
-        line = result_line(problem, solved, self.judge, errors=errors, cost=cost, answer_field=self.answer_field)
-        records = outcome_records(problem, solved, self.judge, self.policy)
+        line = result_line(problem, solved, self.grader, errors=errors, cost=cost, answer_field=self.answer_field)
+        records = outcome_records(problem, solved, self.grader, self.policy)
         return _Finished(problem, line, records, line.status == "failed")

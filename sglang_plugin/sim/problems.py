@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from planner.errors import InputError
+from planner.grading import boxed_spans
 from planner.jsonl import number_of, read_jsonl, text_of
 
 ANCHOR_CHARS = 16
@@ -145,22 +146,18 @@ def _answer_of(record: dict, path: str, line: int) -> str | None:
 
 
 def boxed_span(text: str) -> tuple[int, int] | None:
-    """(start, end) of the content of the last \\boxed{...} in `text`, braces balanced, or None."""
-    start = text.rfind("\\boxed{")
-    while start >= 0:
-        depth, i = 1, start + len("\\boxed{")
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            return start + len("\\boxed{"), i - 1
-        start = text.rfind("\\boxed{", 0, start)
-    return None
+    """(start, end) of the content of the last complete \\boxed{...} in `text`, or None (the product's own
+    extraction, planner.grading, finds the boxes)."""
+    spans = boxed_spans(text)
+    if not spans:
+        return None
+    _, end, content = spans[-1]
+    return end - 1 - len(content), end - 1
 
 
 def last_boxed(text: str) -> str | None:
-    span = boxed_span(text)
-    return text[span[0]:span[1]].strip() or None if span else None
+    spans = boxed_spans(text)
+    return spans[-1][2].strip() or None if spans else None
 
 
 def _original_offset(prompt: str, flat_end: int) -> int:
