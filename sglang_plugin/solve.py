@@ -40,8 +40,9 @@ def solve(problem: str, strategy: str = "majority", budget: int = 4,
                                ("pass_at_1", pass_at_1)) if v is not None}
     if extra:
         planning = (planning or Planning()).for_problem(**extra)
+    # use_thread=False: the program's state runs in this thread; the frontend starts no thread for it.
     state = program_for(strategy).run(problem=problem, budget=budget, config=config or SolveConfig(), scorer=scorer,
-                                      planning=planning, backend=as_endpoint(endpoint, transport))
+                                      planning=planning, backend=as_endpoint(endpoint, transport), use_thread=False)
     return state.ret_value
 
 

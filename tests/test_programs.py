@@ -100,9 +100,16 @@ def test_costs_are_exactly_what_the_servers_reported(policy, rewards, endpoint, 
     assert served["sequences"] > steps
 
 
-def test_forks_share_the_prompt_through_the_cache(endpoint):
+def test_samples_share_the_prompt_through_the_cache_one_request_each(endpoint, policy):
+    """The prompt is cached once (the warm-up), then each sample is one request whose prompt is all cache hits."""
+    before = sim_stats(policy)
     result = solve(PROBLEMS[2].text, "majority", 8, endpoint, None)
-    assert result.cost.cache_hit_share > 0.9
+    served = {k: sim_stats(policy)[k] - before[k] for k in ("requests", "sequences", "prompt_tokens", "cached_tokens")}
+    assert served["requests"] == result.cost.requests == 1 + 8  # the warm-up and one request per sample
+    prompt = served["prompt_tokens"] // 9
+    # At most the warm-up's prompt is computed, and one token per sample (a server always computes the last one).
+    assert served["prompt_tokens"] - served["cached_tokens"] <= prompt + 8
+    assert result.cost.cache_hit_share == served["cached_tokens"] / served["prompt_tokens"] > 0.85
 
 
 def test_beam_search_keeps_the_top_m_each_step(endpoint, prm):
@@ -256,14 +263,28 @@ def test_best_of_n_aggregates_step_scores(endpoint, prm, aggregation):
     assert result.branch(result.chosen).score == max(b.score for b in scored)
 
 
-def test_step_and_token_caps(endpoint):
-    capped = solve(PROBLEMS[1].text, "majority", 4, endpoint, None, SolveConfig(search=SearchConfig(max_steps=2)))
+def test_step_and_token_caps(endpoint, prm):
+    capped = solve(PROBLEMS[1].text, "beam_search", 4, endpoint, prm, SolveConfig(search=SearchConfig(max_steps=2)))
     for branch in capped.branches:
-        assert len(branch.steps) <= 2 and branch.finish_reason in ("answer", "max_steps")
-    short = solve(PROBLEMS[1].text, "cot", 1, endpoint, None, SolveConfig(SamplingConfig(max_tokens=40), SearchConfig(max_step_tokens=16)))
+        assert len(branch.steps) <= 2 and branch.finish_reason in ("answer", "max_steps", "pruned", "eos")
+    assert len(capped.trace) <= 2
+    short = solve(PROBLEMS[1].text, "cot", 1, endpoint, None, SolveConfig(SamplingConfig(max_tokens=40)))
     (branch,) = short.branches
-    assert branch.finish_reason == "length" and 40 <= branch.tokens < 40 + 16
-    assert any(not step.endswith("\n\n") for step in branch.steps[:-1])  # steps cut at 16 tokens go on
+    assert branch.finish_reason == "length" and branch.tokens == 40 and branch.answer is None
+    stepped = solve(PROBLEMS[1].text, "beam_search", 4, endpoint, prm,
+                    SolveConfig(SamplingConfig(max_tokens=40), SearchConfig(max_step_tokens=16)))
+    for branch in stepped.branches:
+        assert branch.tokens <= 40 and all(not s.endswith("\n\n") for s in branch.steps if len(s) > 100)
+
+
+def test_a_sample_is_one_request_and_its_steps_are_its_paragraphs(endpoint, policy):
+    """Sampling strategies generate a whole solution per request; the steps a scorer sees are its paragraphs."""
+    before = sim_stats(policy)["requests"]
+    result = solve(PROBLEMS[3].text, "cot", 1, endpoint)
+    assert sim_stats(policy)["requests"] - before == result.cost.requests == 1
+    (branch,) = result.branches
+    assert len(branch.steps) > 1 and "".join(branch.steps) == branch.text
+    assert all(step.endswith("\n\n") for step in branch.steps[:-1])
 
 
 def test_runs_inside_a_users_own_program(endpoint):
@@ -276,7 +297,6 @@ def test_runs_inside_a_users_own_program(endpoint):
         return result
 
     states = tutor.run_batch([{"problem": p.text} for p in PROBLEMS[:2]], backend=endpoint, num_threads=2)
-    before_after = []
     for state, problem in zip(states, PROBLEMS[:2]):
         result = state.ret_value
         assert result.answer is not None and state["answer"] == result.answer
@@ -285,10 +305,11 @@ def test_runs_inside_a_users_own_program(endpoint):
         assert messages[0]["content"] == "You are a careful math tutor."
         assert messages[1]["content"] == problem.text + SamplingConfig().instruction
         assert messages[2]["content"] == result.branch(result.chosen).text.strip()
-        # The program's cost is its own: not the tutor's final gen, not the other program's.
-        final = state.get_meta_info("final")
-        before_after.append((result.cost.prompt_tokens, final["prompt_tokens"]))
-    assert all(cost > final_prompt for cost, final_prompt in before_after)
+        # The program's cost is its own: the warm-up and its four samples, not the tutor's final gen, not the
+        # other program's.
+        assert result.cost.requests == 5
+        assert result.cost.completion_tokens == sum(b.tokens for b in result.branches)
+        assert state.get_meta_info("final")["completion_tokens"] > 0
 
 
 def test_program_costs_add_up_to_the_endpoint_totals(policy):

@@ -43,7 +43,7 @@ def test_faults_are_retried_into_the_healthy_result(fault, clean_beam):
 
 def test_what_still_fails_fails_only_its_branch_and_costs_stay_exact():
     config = replace(FAST, max_retries=0)
-    with SimServer(PROBLEMS, seed=2, fail_rate=0.15) as server:
+    with SimServer(PROBLEMS, seed=2, fail_rate=0.3) as server:
         before = sim_stats(server)
         result = _run(server, "majority", config, budget=8, scored=False)
         after = sim_stats(server)

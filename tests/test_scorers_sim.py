@@ -103,8 +103,9 @@ def test_self_certainty_prefers_the_policys_confident_trajectories(server):
     wrong = [b.score for b in result.branches if b.answer and not grouper.equivalent(b.answer, PROBLEM.answer)]
     assert right and wrong
     assert _auroc(right + wrong, [True] * len(right) + [False] * len(wrong)) > 0.7
-    for branch in result.branches:
-        assert len(branch.step_scores) == len(branch.steps) and all(0 <= s < 1 for s in branch.step_scores)
+    for branch in result.branches:  # one score for a whole sample (one request), on its last step
+        assert len(branch.step_scores) == len(branch.steps) and 0 <= branch.step_scores[-1] < 1
+        assert all(s is None for s in branch.step_scores[:-1])
 
 
 def test_step_tag_prm_recomputes_only_the_latest_step_during_a_search(server, labelled):

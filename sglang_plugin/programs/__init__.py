@@ -49,10 +49,7 @@ def frame(name: str, body: Callable[[SearchRun], Selection]) -> Callable:
             else:
                 run.plan = PlanRecord(name, budget)
         run.open()
-        try:
-            return run.finish(body(run))
-        finally:
-            run.release()
+        return run.finish(body(run))
 
     program.__name__ = name
     return program

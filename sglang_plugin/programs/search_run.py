@@ -1,16 +1,20 @@
-"""What every strategy program shares: the prompt, forking, one step of generation with its caps, scoring,
-voting and the result. A strategy is then only its selection rule (sampling.py, tree_search.py,
-particle_filter.py), returning a `Selection` that the program frame (programs/__init__.py) turns into the
-SolveResult.
+"""What every strategy program shares: the prompt, branches, generation with its caps, scoring, voting and the
+result. A strategy is then only its selection rule (sampling.py, tree_search.py, particle_filter.py), returning a
+`Selection` that the program frame (programs/__init__.py) turns into the SolveResult.
 
-Branches are forks of the program state, so the prompt (and, deeper in a search, a kept beam's text) is
-sent once as a warm-up and the server's radix cache serves it to every branch. Each step is one
-`sgl.gen` that stops at the step delimiter; the server trims the delimiter, so the program appends it
-back to the branch before the next step. A branch ends at end of sequence, at a step holding a final
-\\boxed{} answer, or at a cap (tokens per step, steps, total tokens).
+The prompt is built in the program's SGLang state (the policy's chat template, inside the caller's own program
+when there is one). Branches are records, not forks: the prompt is put into the server's radix cache once, then
+every sample is one request generating a whole solution (to end of sequence or the token cap), all in flight at
+once on the request loop; steps are recovered by splitting the text at the step delimiter where a step-level
+scorer needs them. Step-level search (beam search, DVTS, the particle filter) sends one request per candidate
+per step, each stopping at the delimiter (which the server trims and the run adds back); a kept candidate's text
+was just generated, so its children find it cached. A branch ends at end of sequence, at a complete \\boxed{}
+answer, or at a cap (tokens per step, steps, total tokens).
 
-A request that fails for good fails only its branch (finish_reason "failed" with the error); scoring
-failures fail the candidates they were scoring. Failed branches never count as answers.
+No thread is started per branch or per request, and no frontend StreamExecutor is created for one, so nothing
+a branch owns is ever finalised by the garbage collector at an awkward moment. A request that fails for good
+fails only its branch (finish_reason "failed" with the error); scoring failures fail the candidates they were
+scoring. Failed branches never count as answers.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import zip_longest
 
 import sglang as sgl
@@ -34,8 +37,6 @@ from sglang_plugin.scorers import Scorer
 from sglang_plugin.transport.endpoint import Endpoint
 from sglang_plugin.transport.http import EndpointError
 from sglang_plugin.transport.ledger import CostLedger
-
-STEP_VAR = "step"
 
 
 def aggregate(scores: Sequence[float | None], how: str) -> float | None:
@@ -53,8 +54,22 @@ def aggregate(scores: Sequence[float | None], how: str) -> float | None:
     return float(sum(scores) / len(scores))
 
 
+def split_steps(text: str, delimiter: str) -> list[str]:
+    """A whole solution as its steps, each keeping the delimiter that ended it ("".join gives the text back);
+    a delimiter run with nothing between joins the step before it."""
+    pieces = text.split(delimiter)
+    steps: list[str] = []
+    for index, piece in enumerate(pieces):
+        chunk = piece + (delimiter if index < len(pieces) - 1 else "")
+        if steps and not piece.strip():
+            steps[-1] += chunk
+        elif chunk:
+            steps.append(chunk)
+    return steps
+
+
 class SearchRun:
-    """One strategy run inside one SGLang program: its branches, forks, cost ledger and trace."""
+    """One strategy run inside one SGLang program: its branches, requests, cost ledger and trace."""
 
     def __init__(self, s, strategy: str, problem: str, budget: int, config: SolveConfig | None,
                  scorer: Scorer | None, planning: Planning | None = None, *, needs_scorer: bool) -> None:
@@ -69,8 +84,9 @@ class SearchRun:
             raise InputError(f"{strategy} ranks branches by reward: give it a scorer", field="scorer")
         self.endpoint = s.stream_executor.backend
         if not isinstance(self.endpoint, Endpoint):
-            raise TypeError("run the programs with backend=sglang_plugin.Endpoint(url): a plain "
-                            "RuntimeEndpoint has no timeouts or retries and hides the fork requests' costs")
+            raise TypeError("run the programs with backend=sglang_plugin.Endpoint(url) (or give solve() the URL or "
+                            "the sgl.RuntimeEndpoint): a plain RuntimeEndpoint has no timeouts, retries or cost "
+                            "accounting")
         self.s, self.strategy, self.problem, self.budget, self.scorer = s, strategy, problem, budget, scorer
         self.planning = planning
         self.served: str | None = self.endpoint.model_info.get("model_path")
@@ -80,37 +96,27 @@ class SearchRun:
         self.branches: list[Branch] = []
         self.trace: list[dict] = []
         self.gen_options = scorer.gen_options() if scorer is not None else {}
-        self._states: dict[int, object] = {}  # running branch id -> its program state
+        self.prompt = ""
+        self._warm = False
         self._lock = threading.Lock()
         self._started = time.perf_counter()
-        self._outer: CostLedger | None = None
-        self._released = False
 
-    # -- prompt, forks, branches --------------------------------------------------------------------
+    # -- prompt and branches ------------------------------------------------------------------------
 
     def open(self) -> None:
-        """The user turn in the policy's chat template, then an open assistant turn."""
-        self.s.sync()  # the caller's own requests are not ours to count
-        self._outer = self.endpoint.attach(self.s.stream_executor, self.ledger)
+        """The user turn in the policy's chat template, then an open assistant turn: the prompt every branch
+        continues."""
         sampling = self.config.sampling
         if sampling.system_prompt is not None:
             self.s += sgl.system(sampling.system_prompt)
         self.s += sgl.user(self.problem + sampling.instruction)
         self.s += sgl.assistant_begin()
+        self.prompt = self.s.text()
 
     def spawn(self, count: int, parent: Branch | None = None) -> list[Branch]:
-        """`count` new running branches: forks of the prompt, or of a running parent (which keeps running
-        too). The fork sends the shared text once first so the radix cache holds it."""
-        source = self.s if parent is None else self._states[parent.id]
-        source.sync()
-        states = source.fork(count).states if count else []
-        children = []
-        for state in states:
-            self.endpoint.attach(state.stream_executor, self.ledger)
-            child = self.new_branch(parent)
-            self._states[child.id] = state
-            children.append(child)
-        return children
+        """`count` new running branches: from the prompt, or continuing a running parent (which keeps running
+        too)."""
+        return [self.new_branch(parent) for _ in range(count)]
 
     def new_branch(self, parent: Branch | None = None) -> Branch:
         with self._lock:
@@ -122,72 +128,33 @@ class SearchRun:
             return branch
 
     def copy_finished(self, parent: Branch) -> Branch:
-        """A duplicate of a finished branch (particle resampling): no state, nothing more to generate."""
+        """A duplicate of a finished branch (particle resampling): nothing more to generate."""
         child = self.new_branch(parent)
         child.answer, child.finish_reason = parent.answer, parent.finish_reason
         return child
 
     def close(self, branch: Branch, reason: str | None = None, error: str | None = None) -> None:
-        """Finish a branch (if `reason`/`error` given) and end its fork's worker thread."""
+        """Finish a branch."""
         if error is not None:
             branch.fail(error)
         elif reason is not None:
             branch.finish_reason = reason
-        state = self._states.pop(branch.id, None)
-        if state is not None:
-            state.stream_executor.end()
 
     # -- generation ---------------------------------------------------------------------------------
 
-    def submit(self, branch: Branch) -> None:
-        sampling, search = self.config.sampling, self.config.search
-        budget_left = sampling.max_tokens - branch.tokens
-        self._states[branch.id] += sgl.gen(
-            STEP_VAR, max_tokens=min(search.max_step_tokens, budget_left), stop=search.step_delimiter,
-            temperature=sampling.temperature, top_p=sampling.top_p, **self.gen_options)
+    def rollouts(self, branches: Sequence[Branch]) -> None:
+        """Run branches to the end, one request each (a whole solution), all in flight at once."""
+        self._generate([b for b in branches if not b.finished], step=False)
+        if len(branches) > 1:
+            self.canonicalize(branches, whole=True)
 
-    def collect(self, branch: Branch) -> None:
-        """Wait for the branch's step; append it (delimiter restored) and decide whether the branch ends."""
-        state = self._states[branch.id]
-        error = state.error()
-        if error is not None:
-            self.close(branch, error=f"{type(error).__name__}: {error}")
-            return
-        text, meta = state.get_var(STEP_VAR), state.get_meta_info(STEP_VAR) or {}
-        kind, matched = _finish_reason(meta)
-        delimiter = self.config.search.step_delimiter
-        at_delimiter = kind == "stop" and matched == delimiter
-        if at_delimiter and not text.endswith(delimiter):
-            text += delimiter
-            state += delimiter
-        branch.steps.append(text)
-        branch.tokens += int(meta.get("completion_tokens", 0))
-        if self.scorer is not None and self.scorer.intrinsic:
-            try:
-                branch.step_scores.append(self.scorer.step_score(meta))
-            except EndpointError as exc:
-                self.close(branch, error=f"scoring failed: {exc}")
-                return
-        if boxed_spans(text):  # a step holding a complete \\boxed{} ends the solution
-            branch.answer = extract_answer(branch.text)
-            self.close(branch, "answer")
-        elif kind == "abort":
-            self.close(branch, error=f"server aborted the request: {meta.get('finish_reason')}")
-        elif kind == "stop" and not at_delimiter:
-            branch.answer = extract_answer(branch.text)  # ended without a box: the stated answer, if any
-            self.close(branch, "eos")
-        elif branch.tokens >= self.config.sampling.max_tokens:
-            self.close(branch, "length")
-        elif len(branch.steps) >= self.config.search.max_steps:
-            self.close(branch, "max_steps")
+    def rollout(self, branch: Branch) -> Branch:
+        self.rollouts([branch])
+        return branch
 
     def advance(self, branches: Sequence[Branch]) -> None:
         """One step for every running branch, all in flight at once."""
-        running = [b for b in branches if not b.finished]
-        for branch in running:
-            self.submit(branch)
-        for branch in running:
-            self.collect(branch)
+        self._generate([b for b in branches if not b.finished], step=True)
 
     def sample(self, count: int) -> list[Branch]:
         """`count` more independent samples, run to the end and scored."""
@@ -207,27 +174,67 @@ class SearchRun:
         finally:
             self.budget = budget
 
-    def rollout(self, branch: Branch) -> Branch:
-        while not branch.finished:
-            self.submit(branch)
-            self.collect(branch)
-        return branch
-
-    def rollouts(self, branches: Sequence[Branch]) -> None:
-        """Run branches to the end independently (no lock step), each on its own thread."""
-        if len(branches) == 1:
-            self.rollout(branches[0])
+    def _generate(self, branches: Sequence[Branch], *, step: bool) -> None:
+        if not branches:
             return
-        with ThreadPoolExecutor(max_workers=len(branches)) as pool:
-            list(pool.map(self.rollout, branches))
-        self.canonicalize(branches, whole=True)
+        fresh = sum(1 for b in branches if not b.steps)
+        if fresh > 1 and not self._warm:  # many requests about to share the prompt: cache it once first
+            self.endpoint.warm(self.prompt, self.ledger)
+            self._warm = True
+        payloads = [self.endpoint.payload(self.prompt + b.text, self._sampling(b, step), self.gen_options)
+                    for b in branches]
+        for branch, result in zip(branches, self.endpoint.generate_all(payloads, self.ledger)):
+            if isinstance(result, EndpointError):
+                self.close(branch, error=f"{type(result).__name__}: {result}")
+            else:
+                self._collect(branch, result, step)
+
+    def _sampling(self, branch: Branch, step: bool) -> dict:
+        sampling, search = self.config.sampling, self.config.search
+        left = max(sampling.max_tokens - branch.tokens, 1)
+        params = {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                  "max_new_tokens": min(search.max_step_tokens, left) if step else left}
+        if step:
+            params["stop"] = [search.step_delimiter]
+        return params
+
+    def _collect(self, branch: Branch, item: dict, step: bool) -> None:
+        """Add a generation to its branch (the trimmed delimiter restored) and decide whether the branch ends."""
+        text, meta = item["text"], item["meta_info"]
+        kind, matched = _finish_reason(meta)
+        delimiter = self.config.search.step_delimiter
+        at_delimiter = step and kind == "stop" and matched == delimiter
+        if at_delimiter and not text.endswith(delimiter):
+            text += delimiter
+        new_steps = [text] if step else split_steps(text, delimiter) or [text]
+        branch.steps += new_steps
+        branch.tokens += int(meta.get("completion_tokens", 0))
+        if self.scorer is not None and self.scorer.intrinsic:
+            try:
+                score = self.scorer.step_score(meta)
+            except EndpointError as exc:
+                self.close(branch, error=f"scoring failed: {exc}")
+                return
+            branch.step_scores += [None] * (len(new_steps) - 1) + [score]
+        if kind == "abort":
+            self.close(branch, error=f"server aborted the request: {meta.get('finish_reason')}")
+        elif boxed_spans(text):  # a complete \\boxed{} answer ends the solution
+            branch.answer = extract_answer(branch.text)
+            self.close(branch, "answer")
+        elif kind == "stop" and not at_delimiter:
+            branch.answer = extract_answer(branch.text)  # ended without a box: the stated answer, if any
+            self.close(branch, "eos")
+        elif branch.tokens >= self.config.sampling.max_tokens or (kind == "length" and not step):
+            self.close(branch, "length")
+        elif len(branch.steps) >= self.config.search.max_steps:
+            self.close(branch, "max_steps")
 
     def canonicalize(self, branches: Sequence[Branch], whole: bool = False) -> None:
         """Branches that sent the same text are interchangeable, but which of them got which of the
-        server's samples depends on thread timing. Handing the samples out in text order (round-robin over
+        server's samples depends on arrival order. Handing the samples out in text order (round-robin over
         DVTS groups, so equal samples spread out) makes every strategy a function of the server's samples
         alone: a seeded server gives the same search, branch for branch, every run. `whole`: the branches
-        diverged at their fork (rollouts), else at their latest step."""
+        diverged at their spawn (rollouts), else at their latest step."""
         buckets: dict[tuple, list[Branch]] = {}
         for branch in branches:
             if not branch.failed and branch.steps:
@@ -242,12 +249,10 @@ class SearchRun:
                 by_group.setdefault(branch.group, []).append(branch)
             slots = [b for row in zip_longest(*by_group.values()) for b in row if b is not None]
             samples = sorted(members, key=lambda b: (b.text, b.id))
-            contents = [({f: getattr(b, f) for f in fields}, self._states.pop(b.id, None)) for b in samples]
-            for slot, (content, state) in zip(slots, contents):
+            contents = [{f: getattr(b, f) for f in fields} for b in samples]
+            for slot, content in zip(slots, contents):
                 for name, value in content.items():
                     setattr(slot, name, value)
-                if state is not None:
-                    self._states[slot.id] = state
 
     # -- scoring and selection ----------------------------------------------------------------------
 
@@ -310,12 +315,11 @@ class SearchRun:
     # -- result -------------------------------------------------------------------------------------
 
     def finish(self, selection: Selection) -> SolveResult:
-        """End every fork, put the chosen solution into the caller's state, and report."""
+        """Put the chosen solution into the caller's state and report."""
         chosen, votes, size = selection.chosen, selection.votes, selection.size
-        for branch in list(self.branches):
+        for branch in self.branches:
             if not branch.finished:
                 self.close(branch, "max_steps")
-        self.release()
         answer = chosen.answer if chosen is not None else None
         if chosen is not None:
             self.s += chosen.text
@@ -325,22 +329,11 @@ class SearchRun:
         cost.wall_time = time.perf_counter() - self._started
         errors = list(self.ledger.errors) + [f"branch {b.id}: {b.error}" for b in self.branches if b.failed]
         if answer is None and not errors:
-            errors.append("no branch produced a \\boxed{} answer")
+            errors.append("no branch produced an answer")
         return SolveResult(answer=answer, strategy=self.strategy, budget=self.budget, size=size,
                            branches=self.branches, chosen=chosen.id if chosen is not None else None,
                            votes=votes, cost=cost, errors=errors, retries=self.ledger.retries, trace=self.trace,
                            plan=self.plan, prediction=self.prediction)
-
-    def release(self) -> None:
-        """End all forks and hand the caller's state back to its previous ledger (adding our costs)."""
-        if self._released:
-            return
-        self._released = True
-        for branch_id in list(self._states):
-            self._states.pop(branch_id).stream_executor.end()
-        self.endpoint.attach(self.s.stream_executor, self._outer)
-        if self._outer is not None:
-            self._outer.merge(self.ledger)
 
 
 def _finish_reason(meta: dict) -> tuple[str | None, object]:

@@ -1,27 +1,34 @@
-"""The SGLang backend the programs run on: a `sgl.RuntimeEndpoint` whose requests follow the transport policy
-(sglang_plugin.transport.http) and whose every response's meta_info is accounted: added to the `CostLedger`
-attached to the stream executor that sent it (forks included) and to the endpoint's running `totals`.
+"""The SGLang backend the programs run on: a `sgl.RuntimeEndpoint` whose every request follows the transport
+policy (sglang_plugin.transport.http) and is accounted, and the generation calls the strategy programs make.
+
+The programs do not fork the frontend's state to sample: `fork` gives every branch a thread and a
+StreamExecutor, and generating step by step sends one request per paragraph. They build the prompt with the
+frontend (the chat template, the user's own program around it), warm the server's prefix cache with it once,
+and send each sample as one request (`generate_all`), or each step of a step-level search as one request per
+candidate, all in flight at once on the request loop. Every response's meta_info is added to the solve's
+`CostLedger` and to the endpoint's running `totals`.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable, Sequence
 
 from sglang_plugin.compat import BaseBackend, RuntimeEndpoint, chat_template, special_token_defaults
 from sglang_plugin.transport.http import EndpointError, HttpClient, TransportConfig
 from sglang_plugin.transport.ledger import CostLedger
 
 _LOGPROB_FIELDS = ("return_logprob", "logprob_start_len", "top_logprobs_num", "return_text_in_logprobs")
+# Request ids: unique across processes (a random prefix) and cheap within one (a counter).
+_RID_PREFIX = uuid.uuid4().hex[:12]
+_RIDS = itertools.count()
 
 
 class Endpoint(RuntimeEndpoint):
-    """A drop-in `sgl.RuntimeEndpoint` whose requests follow the module's policy and are accounted.
-
-    `RuntimeEndpoint`'s own requests have no timeout and no retry, and the fork warm-up requests it sends
-    by itself are invisible to the program; here every response's meta_info lands in the `CostLedger`
-    attached to the sending stream executor (`attach`) and in `totals`.
-    """
+    """A drop-in `sgl.RuntimeEndpoint` with timeouts, retries and exact cost accounting, and the generation
+    calls of the strategy programs. Thread-safe: share one across problems and threads."""
 
     def __init__(self, base_url: str, api_key: str | None = None, verify: str | None = None,
                  chat_template_name: str | None = None, transport: TransportConfig | None = None) -> None:
@@ -33,38 +40,89 @@ class Endpoint(RuntimeEndpoint):
         self.transport = transport or TransportConfig()
         self.client = HttpClient(self.transport, api_key=api_key, verify=verify)
         self.totals = CostLedger()
-        self._ledgers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._ledgers_lock = threading.Lock()
         self.model_info = self.client.get(self.base_url + "/get_model_info")
         if not isinstance(self.model_info, dict) or "model_path" not in self.model_info:
             raise EndpointError(f"{self.base_url}/get_model_info has no model_path: {self.model_info!r}"[:300],
                                 url=self.base_url + "/get_model_info", kind="bad_response", status=200)
         self.chat_template = chat_template(chat_template_name, self.model_info["model_path"])
 
-    def attach(self, executor, ledger: CostLedger | None) -> CostLedger | None:
-        """Send the costs of `executor`'s requests to `ledger` (None: stop); returns the previous ledger."""
-        with self._ledgers_lock:
-            previous = self._ledgers.pop(executor, None)
+    # -- the programs' generation calls ---------------------------------------------------------------------
+
+    def payload(self, text: str, sampling: dict, extra: dict | None = None) -> dict:
+        """A /generate body: the text, the sampling parameters with the frontend's special-token defaults and
+        the chat template's stop strings, a request id (for /abort_request), and top-level fields (logprobs)."""
+        stop = list(sampling.get("stop") or []) + [s for s in self.chat_template.stop_str or () if s]
+        params = {**special_token_defaults(), **sampling, "stop": stop}
+        return {"text": text, "sampling_params": params, "rid": f"{_RID_PREFIX}-{next(_RIDS)}", **(extra or {})}
+
+    async def agenerate(self, payload: dict, ledger: CostLedger | None) -> dict:
+        """One non-streamed generation: the response item (text and meta_info), accounted."""
+        answer = await self.client.arequest("POST", self.base_url + "/generate", payload, ledger=ledger)
+        if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+            raise EndpointError(f"POST {self.base_url}/generate: expected one completion, got {answer!r}"[:300],
+                                url=self.base_url + "/generate", kind="bad_response", status=200)
+        self._account(answer, ledger)
+        return answer
+
+    def generate_all(self, payloads: Sequence[dict], ledger: CostLedger | None) -> list[dict | EndpointError]:
+        """Every generation in flight at once; each result is the response item or the EndpointError that
+        ended its attempts (one failure never fails the others)."""
+        async def every() -> list:
+            return await asyncio.gather(*(self.agenerate(payload, ledger) for payload in payloads),
+                                        return_exceptions=True)
+
+        results = self.client.submit(every()).result()  # one hand-over to the request loop for the whole batch
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, EndpointError):
+                raise result
+        return results
+
+    def stream(self, payload: dict, ledger: CostLedger | None,
+               on_event: Callable[[dict], bool]) -> tuple[dict | None, bool]:
+        """One streamed generation: `on_event` sees every event and may stop it (False): the stream is closed
+        and the request aborted on the server. Returns (the last event, whether it was stopped); the last
+        event's meta_info (tokens generated until then) is accounted."""
+        last, stopped = self.client.submit(self.client.astream(self.base_url + "/generate", payload, on_event,
+                                                               ledger=ledger)).result()
+        if stopped:
+            self.abort(payload["rid"])
+        if last is not None:
+            self._account(last, ledger)
+        return last, stopped
+
+    def abort(self, rid: str) -> None:
+        """Ask the server to stop a request (a gateway without /abort_request aborts on the closed stream)."""
+        try:
+            self.client.request("POST", self.base_url + "/abort_request", {"rid": rid}, text=True, control=True)
+        except EndpointError:
+            pass  # the closed stream already aborted it on a server (or gateway) without this route
+
+    def warm(self, text: str, ledger: CostLedger | None) -> None:
+        """Put a prefix into the server's radix cache once, before the samples that share it are sent (they
+        would otherwise all prefill it at the same moment). Failing it is not fatal: it is recorded."""
+        try:
+            answer = self.client.post(self.base_url + "/generate",
+                                      {"text": text, "sampling_params": {"max_new_tokens": 0}}, ledger=ledger)
+            self._account(answer, ledger)
+        except EndpointError as exc:
             if ledger is not None:
-                self._ledgers[executor] = ledger
-            return previous
+                ledger.add_error(f"prefix cache request: {exc}")
 
-    def ledger_of(self, executor) -> CostLedger | None:
-        with self._ledgers_lock:
-            return self._ledgers.get(executor)
-
-    def post(self, path: str, payload: dict, executor=None):
-        """POST to the policy server under the policy; account every response's meta_info."""
-        ledger = self.ledger_of(executor) if executor is not None else None
-        answer = self.client.post(self.base_url + path, payload, ledger=ledger)
+    def _account(self, answer, ledger: CostLedger | None) -> None:
         for item in answer if isinstance(answer, list) else [answer]:
             meta = item.get("meta_info") if isinstance(item, dict) else None
             if not isinstance(meta, dict):
-                raise EndpointError(f"POST {self.base_url}{path}: answer without meta_info: {item!r}"[:300],
-                                    url=self.base_url + path, kind="bad_response", status=200)
+                raise EndpointError(f"POST {self.base_url}/generate: answer without meta_info: {item!r}"[:300],
+                                    url=self.base_url + "/generate", kind="bad_response", status=200)
             self.totals.add_policy(meta)
             if ledger is not None:
                 ledger.add_policy(meta)
+
+    # -- the frontend's own calls (a user's sgl.gen, fork, select) -------------------------------------------
+
+    def post(self, path: str, payload: dict):
+        answer = self.client.post(self.base_url + path, payload)
+        self._account(answer, None)
         return answer
 
     def generate(self, s, sampling_params):
@@ -76,39 +134,30 @@ class Endpoint(RuntimeEndpoint):
             if value is not None and not isinstance(value, tuple):  # the frontend's unset marker is (None,)
                 data[name] = value
         self._add_images(s, data)
-        answer = self.post("/generate", data, s)
+        answer = self.post("/generate", data)
         if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
             raise EndpointError(f"POST {self.base_url}/generate: expected one completion, got {answer!r}"[:300],
                                 url=self.base_url + "/generate", kind="bad_response", status=200)
         return answer["text"], answer["meta_info"]
 
     def commit_lazy_operations(self, s) -> None:
-        """The fork warm-up: cache the shared prefix once. Failing it is not fatal (each branch sends its
-        full text anyway), so the error is recorded in the ledger instead of killing the parent stream."""
         data = {"text": s.text_, "sampling_params": {"max_new_tokens": 0}}
         self._add_images(s, data)
-        try:
-            self.post("/generate", data, s)
-        except EndpointError as exc:
-            ledger = self.ledger_of(s)
-            if ledger is not None:
-                ledger.add_error(f"prefix cache request: {exc}")
+        self.post("/generate", data)
 
     def fill_image(self, s) -> None:
-        data = {"text": s.text_, "sampling_params": {"max_new_tokens": 0}}
-        self._add_images(s, data)
-        self.post("/generate", data, s)
+        self.commit_lazy_operations(s)
 
     def cache_prefix(self, prefix_str: str) -> None:
         self.post("/generate", {"text": prefix_str, "sampling_params": {"max_new_tokens": 0}})
 
     def _generate_http_request(self, s, data):
         self._add_images(s, data)
-        return self.post("/generate", data, s)
+        return self.post("/generate", data)
 
     def flush_cache(self) -> None:
         """Empty the server's prefix cache (SGLang answers in plain text; 400 while requests run)."""
-        self.client.request("POST", self.base_url + "/flush_cache", {}, text=True)
+        self.client.request("POST", self.base_url + "/flush_cache", {}, text=True, control=True)
 
     def get_server_info(self) -> dict:
         """GET /get_server_info (SGLang up to 0.5.x's early releases), else /server_info (current ones)."""
@@ -118,3 +167,9 @@ class Endpoint(RuntimeEndpoint):
             if exc.status != 404:
                 raise
             return self.client.get(self.base_url + "/server_info")
+
+    def start_profile(self) -> None:
+        self.client.request("POST", self.base_url + "/start_profile", {}, text=True, control=True)
+
+    def stop_profile(self) -> None:
+        self.client.request("POST", self.base_url + "/stop_profile", {}, text=True, control=True)

@@ -2,7 +2,8 @@
 
 Policy (every request: the frontend's own, the scorers', the cache warm-ups):
 - connect timeout `connect_timeout` (5 s), read timeout `read_timeout` (600 s without a byte from the
-  server: a stalled server fails the request instead of hanging the program forever);
+  server: a stalled server fails the request instead of hanging the program forever); requests that do not
+  generate (model info, health checks, cache flushes) wait at most `control_timeout` (30 s) for their answer;
 - retried, up to `max_retries` (3) more times: connection refused/reset/dropped, timeouts, HTTP 5xx, and
   HTTP 408/429 (the two 4xx answers that mean "try again later"); never retried: any other 4xx (the request
   itself is wrong, so sending it again cannot help) and a 200 whose body is not the expected JSON;
@@ -10,21 +11,25 @@ Policy (every request: the frontend's own, the scorers', the cache warm-ups):
   ("full jitter", so many branches failing at once do not retry in lock step); a Retry-After header is
   honoured up to backoff_max;
 - when the attempts run out the request raises `EndpointError` naming the URL, the attempts and the last
-  failure. Inside a program that error fails only the branch that sent it.
+  failure. Inside a program that error fails only the branch that sent it;
+- a stream is retried only while nothing of it has arrived (a retry after part of a trace would pay for it
+  twice); credentials in URLs never appear in an error.
+
+Requests run on the process's request loop (transport.engine): many in flight without a thread each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-import random
-import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 
-import urllib3
-from urllib3.exceptions import HTTPError as TransportError
-
 from planner.errors import InputError, PlannerError
+from planner.redact import redact_url
+from sglang_plugin.transport.engine import Failure, Session, submit
 from sglang_plugin.transport.ledger import CostLedger
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
@@ -36,12 +41,17 @@ class TransportConfig:
 
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
+    control_timeout: float = 30.0
     max_retries: int = 3
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
+    max_connections: int = 512
 
     def __post_init__(self) -> None:
-        for name in ("connect_timeout", "read_timeout", "backoff_initial", "backoff_max"):
+        if isinstance(self.max_connections, bool) or not isinstance(self.max_connections, int) \
+                or self.max_connections < 1:
+            raise InputError(f"must be a positive integer, got {self.max_connections!r}", field="max_connections")
+        for name in ("connect_timeout", "read_timeout", "control_timeout", "backoff_initial", "backoff_max"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (value == 0 and name.endswith("timeout")):
@@ -64,78 +74,82 @@ class EndpointError(PlannerError):
 
 
 class HttpClient:
-    """JSON over HTTP with the module's timeout and retry policy; safe to share between threads."""
+    """JSON over HTTP with the module's timeout and retry policy; safe to share between threads. The blocking
+    methods (`post`, `get`, `request`) are for callers in ordinary threads; `submit` and the coroutines let a
+    caller keep many requests in flight."""
 
     def __init__(self, config: TransportConfig | None = None, *, api_key: str | None = None,
                  verify: str | None = None, headers: dict | None = None) -> None:
         self.config = config or TransportConfig()
-        self.headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        merged = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
         if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
-        timeout = urllib3.Timeout(connect=self.config.connect_timeout, read=self.config.read_timeout)
-        self._pool = urllib3.PoolManager(num_pools=8, maxsize=256, block=False, retries=False,
-                                         timeout=timeout, ca_certs=verify)
-        self._rng = random.Random()
+            merged["Authorization"] = f"Bearer {api_key}"
+        self.session = Session(connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout,
+                               max_connections=self.config.max_connections, headers=merged, verify=verify)
 
     def post(self, url: str, payload: dict | list, *, ledger: CostLedger | None = None):
         return self.request("POST", url, payload, ledger=ledger)
 
-    def get(self, url: str, *, ledger: CostLedger | None = None):
-        return self.request("GET", url, None, ledger=ledger)
+    def get(self, url: str, *, ledger: CostLedger | None = None, control: bool = True):
+        return self.request("GET", url, None, ledger=ledger, control=control)
 
     def request(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None,
-                text: bool = False):
-        """Send until success or the policy gives up; return the decoded JSON body (or, `text`, the body)."""
+                text: bool = False, control: bool = False):
+        """Send until success or the policy gives up; return the decoded JSON body (or, `text`, the body).
+        `control`: a request that generates nothing, answered within control_timeout."""
+        return self.submit(self.arequest(method, url, payload, ledger=ledger, text=text, control=control)).result()
+
+    @staticmethod
+    def submit(coroutine) -> Future:
+        return submit(coroutine)
+
+    async def arequest(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None,
+                       text: bool = False, control: bool = False):
         body = None if payload is None else json.dumps(payload).encode("utf-8")
-        attempts = self.config.max_retries + 1
-        for attempt in range(attempts):
+        read_timeout = self.config.control_timeout if control else None
+        return await self._with_retries(
+            lambda: self.session.once(method, url, body, text=text, read_timeout=read_timeout), method, url, ledger)
+
+    async def astream(self, url: str, payload: dict, on_event: Callable[[dict], bool], *,
+                      ledger: CostLedger | None = None) -> tuple[dict | None, bool]:
+        """POST with "stream": true; every event goes to `on_event` (False stops the stream). Retried only while
+        nothing has arrived. Returns (the last event, whether `on_event` stopped it)."""
+        body = json.dumps({**payload, "stream": True}).encode("utf-8")
+        seen = [False]
+
+        def counting(event: dict) -> bool:
+            seen[0] = True
+            return on_event(event)
+
+        async def attempt():
             try:
-                response = self._pool.request(method, url, body=body, headers=self.headers,
-                                              preload_content=True)
-            except TransportError as exc:
-                timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
-                    exc, urllib3.exceptions.NewConnectionError)  # "refused" subclasses ConnectTimeoutError
-                kind = "timeout" if timed_out else "connection"
-                failure = EndpointError(f"{method} {url}: {kind} error: {exc}", url=url, kind=kind,
-                                        attempts=attempt + 1)
-                retry_after = None
-            else:
-                if response.status == 200:
-                    if text:
-                        return response.data.decode("utf-8", "replace")
-                    return _decode(response, method, url, attempt + 1)
-                detail = response.data.decode("utf-8", "replace")[:500]
-                failure = EndpointError(f"{method} {url}: HTTP {response.status}: {detail}", url=url,
-                                        kind="http", status=response.status, attempts=attempt + 1)
-                if response.status not in RETRY_STATUSES:
-                    raise failure
-                retry_after = _retry_after(response)
-            if attempt + 1 == attempts:
-                break
-            if ledger is not None:
-                ledger.add_retry()
-            time.sleep(self._delay(attempt, retry_after))
-        raise EndpointError(f"gave up after {attempts} attempt(s): {failure}", url=url, kind=failure.kind,
-                            status=failure.status, attempts=attempts)
+                return await self.session.stream_once(url, body, counting)
+            except Failure as failure:
+                if seen[0]:
+                    failure.retriable = False
+                raise
+
+        return await self._with_retries(attempt, "POST", url, ledger)
+
+    async def _with_retries(self, attempt: Callable, method: str, url: str, ledger: CostLedger | None):
+        attempts = self.config.max_retries + 1
+        shown = redact_url(url)
+        for number in range(attempts):
+            try:
+                return await attempt()
+            except Failure as failure:
+                message = redact_url(str(failure))
+                if not failure.retriable or number + 1 == attempts:
+                    prefix = "" if not failure.retriable else f"gave up after {attempts} attempt(s): "
+                    raise EndpointError(prefix + message, url=shown, kind=failure.kind, status=failure.status,
+                                        attempts=number + 1) from None
+                if ledger is not None:
+                    ledger.add_retry()
+                await asyncio.sleep(self._delay(number, failure.retry_after))
+        raise AssertionError("unreachable")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         cap = min(self.config.backoff_max, self.config.backoff_initial * 2 ** attempt)
         if retry_after is not None:
             return min(self.config.backoff_max, retry_after)
-        return self._rng.uniform(0.0, cap)
-
-
-def _decode(response, method: str, url: str, attempts: int):
-    try:
-        return json.loads(response.data)
-    except ValueError as exc:
-        raise EndpointError(f"{method} {url}: the answer is not JSON: {response.data[:200]!r}", url=url,
-                            kind="bad_response", status=200, attempts=attempts) from exc
-
-
-def _retry_after(response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+        return self.session.rng.uniform(0.0, cap)
