@@ -20,7 +20,8 @@ def test_missing_frontend_is_one_clear_error(args, tmp_path):
     result = subprocess.run([sys.executable, "-c", HIDE_SGLANG, *args], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 1
-    assert 'pip install ".[sglang]"' in result.stderr and "missing: sglang" in result.stderr
+    root = Path(__file__).resolve().parents[1]
+    assert f'pip install "{root}[client]"' in result.stderr and "missing: sglang" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
 

@@ -281,3 +281,18 @@ def test_concurrent_requests_are_served_together():
         stats = ok(running.url, "/get_server_info")["internal_states"][0]["sim_stats"]
     assert stats["peak_in_flight"] > 1
     assert all(a["meta_info"]["e2e_latency"] >= 0.02 * a["meta_info"]["completion_tokens"] for a in answers)
+
+
+def test_stop_regex_of_newer_releases_is_honoured():
+    """The current sglang frontend sends `stop_regex` with every gen; the stand-in accepts it as SGLang does."""
+    record = sample_records()[0]
+    with SimServer(seed=1) as server:
+        status, body = call(server.url, "/generate", {"text": prompt(record["problem"]),
+                                                      "sampling_params": {"max_new_tokens": 200, "stop_regex": []}})
+        assert status == 200, body
+        status, body = call(server.url, "/generate", {"text": prompt(record["problem"]),
+                                                      "sampling_params": {"max_new_tokens": 200,
+                                                                          "stop_regex": [r"Step \d:"]}})
+        assert status == 200 and body["meta_info"]["finish_reason"]["type"] == "stop", body
+        status, body = call(server.url, "/generate", {"text": "x", "sampling_params": {"stop_regex": ["("]}})
+        assert status == 400 and "stop_regex" in json.dumps(body)

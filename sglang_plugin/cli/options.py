@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from planner.errors import InputError
+from planner.extras import install_hint
 from planner.jsonl import DEFAULT_MAX_CHARS, SkipLog
 
 
@@ -50,9 +51,10 @@ def report_skipped(skip: SkipLog | None) -> None:
 
 
 def require_frontend() -> None:
-    """Commands that talk to servers need the sglang frontend (the `sglang` extra)."""
+    """Commands that talk to servers need the sglang frontend: a serving machine's own sglang, or the light one
+    of the `client` extra."""
     missing = []
-    for name in ("sglang", "urllib3"):
+    for name in ("sglang", "aiohttp"):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -60,8 +62,8 @@ def require_frontend() -> None:
     if missing:
         raise click.ClickException(
             f"this command needs the SGLang frontend (missing: {', '.join(missing)}). A machine that serves models "
-            "with sglang already has it; elsewhere install the light frontend from the tts-planner folder with: "
-            "pip install \".[sglang]\"")
+            f"with sglang already has it; on a client machine install the light frontend (no torch) with: "
+            f"{install_hint('client')}")
 
 
 def key_value(ctx, param, values: tuple[str, ...]) -> dict:

@@ -44,10 +44,11 @@ def frame(name: str, body: Callable[[SearchRun], Selection]) -> Callable:
             raise StopTracing()
         run = SearchRun(s, name, problem, budget, config, scorer, planning, needs_scorer=spec.needs_reward)
         if spec.planned:
+            size = min(budget, spec.max_size) if isinstance(budget, int) else budget  # cot is one sample
             if planning is not None:
-                run.plan, run.prediction = planning.priced(problem, name, budget, run.served, scorer, run.config.search)
+                run.plan, run.prediction = planning.priced(problem, name, size, run.served, scorer, run.config.search)
             else:
-                run.plan = PlanRecord(name, budget)
+                run.plan = PlanRecord(name, size)
         run.open()
         return run.finish(body(run))
 

@@ -13,6 +13,7 @@ import bisect
 import hashlib
 import math
 import random
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -286,6 +287,7 @@ class SimEngine:
             correct = chunk.correct
             written += chunk.text
             if len(ids) >= budget or any(stop in written for stop in sampling.stop) \
+                    or any(re.search(pattern, written) for pattern in sampling.stop_regex) \
                     or not set(sampling.stop_token_ids).isdisjoint(ids):
                 return ids, texts, labels
         while (sampling.ignore_eos or len(ids) < sampling.min_new_tokens) and len(ids) < budget:
@@ -324,6 +326,12 @@ class SimEngine:
             if at >= 0:
                 ends = ends or _ends(texts)
                 events.append((bisect.bisect_left(ends, at + len(stop)), 2 + order, {"type": "stop", "matched": stop}))
+        for order, pattern in enumerate(sampling.stop_regex, start=len(sampling.stop)):
+            match = re.search(pattern, full)
+            if match:
+                ends = ends or _ends(texts)
+                events.append((bisect.bisect_left(ends, match.end()), 2 + order, {"type": "stop",
+                                                                                   "matched": match.group(0)}))
         index, _, reason = min(events, key=lambda e: (e[0], e[1]))
         count = index + 1
         matched = reason.get("matched")

@@ -7,6 +7,7 @@ fails with a 500 (an uncaught TypeError)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ _SAMPLING_TYPES: dict[str, tuple[type, ...]] = {
     "skip_special_tokens": (bool,), "spaces_between_special_tokens": (bool,), "no_stop_trim": (bool,),
     "stream_interval": (int,), "sampling_seed": (int,), "custom_params": (dict,), "logit_bias": (dict,),
     "regex": (str,), "json_schema": (str,), "ebnf": (str,), "structural_tag": (str,),
-    "stop": (str, list), "stop_token_ids": (list,),
+    "stop": (str, list), "stop_token_ids": (list,), "stop_regex": (str, list),
 }
 
 
@@ -52,6 +53,7 @@ class Sampling:
     min_new_tokens: int = 0
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
+    stop_regex: list[str] = field(default_factory=list)  # newer SGLang releases; the 0.5.23 frontend sends it
     greedy: bool = False
     ignore_eos: bool = False
     no_stop_trim: bool = False
@@ -210,10 +212,19 @@ def _sampling(params: dict) -> Sampling:
     stop_ids = get("stop_token_ids") or []
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in stop_ids):
         raise rejected("sampling parameter 'stop_token_ids' must be a list of integers")
+    stop_regex = get("stop_regex") or []
+    stop_regex = [stop_regex] if isinstance(stop_regex, str) else stop_regex
+    if not all(isinstance(s, str) for s in stop_regex):
+        raise rejected("sampling parameter 'stop_regex' must be a string or a list of strings")
+    for pattern in stop_regex:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise rejected(f"invalid stop_regex {pattern!r}: {exc}") from None
     key = json.dumps({k: v for k, v in sorted(params.items()) if k not in ("n", "stream_interval")}, sort_keys=True)
-    return Sampling(max_new, min_new, list(stop), list(stop_ids), temperature < GREEDY_EPSILON or top_k == 1,
-                    bool(get("ignore_eos")), bool(get("no_stop_trim")), _or(get("skip_special_tokens"), True),
-                    get("sampling_seed"), key, get("stream_interval"))
+    return Sampling(max_new, min_new, list(stop), list(stop_ids), list(stop_regex),
+                    temperature < GREEDY_EPSILON or top_k == 1, bool(get("ignore_eos")), bool(get("no_stop_trim")),
+                    _or(get("skip_special_tokens"), True), get("sampling_seed"), key, get("stream_interval"))
 
 
 def _or(value: Any, default: Any) -> Any:
