@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from planner.belief.evidence import RewardEvidence
+from planner.belief.evidence import ConfidenceEvidence, RewardEvidence
 from planner.belief.posterior import PRIOR_STRENGTH, WRONG_ANSWER_CONCENTRATION, BetaPrior, Posterior
 from planner.errors import InputError
 from planner.planning.table import StrategyTable
@@ -47,8 +47,10 @@ class AdaptiveConfig:
     settle_confidence: stop once the favoured answer is this likely to be right.
     min_gain: stop once the rest of the plan is expected to add less accuracy than this.
     selection: the final answer: "posterior" (the most probable one) or "plan" (the planned strategy's rule).
-    reward_evidence: "auto" (Qwen2.5-Math-RM-72B's fitted evidence when that model scores, agreement only
-        otherwise) or "none" (answers' agreement only).
+    reward_evidence: "auto" (Qwen2.5-Math-RM-72B's fitted evidence when that model scores; without a reward
+        model, a long-thinking policy's own trace confidence, planner.belief.evidence.ConfidenceEvidence, taken
+        to separate right from wrong traces with `confidence_auroc`; agreement only otherwise) or "none"
+        (answers' agreement only).
     """
 
     prior_strength: float = PRIOR_STRENGTH
@@ -60,13 +62,14 @@ class AdaptiveConfig:
     min_gain: float = 0.02
     selection: str = "posterior"
     reward_evidence: str = "auto"
+    confidence_auroc: float = 0.7
 
     def __post_init__(self) -> None:
         for name in ("probe_size", "round_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"must be a positive integer, got {value!r}", field=name)
-        for name in ("spread", "settle_confidence", "min_gain", "prior_strength", "alpha"):
+        for name in ("spread", "settle_confidence", "min_gain", "prior_strength", "alpha", "confidence_auroc"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise InputError(f"must be a number, got {value!r}", field=name)
@@ -82,6 +85,7 @@ class AdaptiveConfig:
             raise InputError(f"must be one of {', '.join(EVIDENCE)}, got {self.reward_evidence!r}",
                              field="reward_evidence")
         BetaPrior(0.5, self.prior_strength)  # validates the strength
+        ConfidenceEvidence.from_auroc(self.confidence_auroc)
         if not self.alpha > 0:
             raise InputError(f"must be > 0, got {self.alpha!r}", field="alpha")
 
@@ -108,6 +112,12 @@ class AdaptiveConfig:
 
     def prior(self, pass_at_1: float) -> BetaPrior:
         return BetaPrior(pass_at_1, self.prior_strength)
+
+    def confidence_for(self, scored: bool, thinking: bool) -> ConfidenceEvidence | None:
+        """Trace confidence as evidence: under "auto", for a long-thinking policy without a reward model."""
+        if self.reward_evidence == "auto" and thinking and not scored:
+            return ConfidenceEvidence.from_auroc(self.confidence_auroc)
+        return None
 
     def evidence_for(self, reward_model: RewardModel | None) -> RewardEvidence | None:
         """How reward scores count as evidence: under "auto", the replay fit for the reward model it was fitted

@@ -10,7 +10,7 @@ size class.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.errors import InputError
 
@@ -25,12 +25,26 @@ RESCORE_CACHED = {"outcome": False, "process": False, "step_tag": True}
 # a calibration file measures it (Qwen2.5-Math-Instruct answers on MATH run a few hundred tokens; the outcome
 # labels were sampled with a 3000-token cap).
 DEFAULT_TOKENS_PER_SAMPLE = 600
+DEFAULT_THINKING_TOKENS = 4000  # the same for a long-thinking policy nobody measured (an assumption)
 DEFAULT_RM_QUALITY = 0.8
 
 
 @dataclass(frozen=True)
+class Thinking:
+    """How a long-thinking policy writes: reasoning first, ended by `end` (its answer comes after), and the
+    generated-token cap a sample gets by default (its traces run to tens of thousands of tokens)."""
+
+    end: str = "</think>"
+    max_tokens: int = 32768
+
+
+@dataclass(frozen=True)
 class Policy:
-    """A policy model. `known` is False for a policy the user described by name and size."""
+    """A policy model. `known` is False for a policy the user described by name and size.
+
+    tokens_per_sample: mean generated tokens of one sample on MATH-level problems (the unit of a budget in
+    samples; a calibration file measures it). chat_template: the sglang frontend template to use when its own
+    pick by model path would be wrong. thinking: set for long-thinking policies."""
 
     name: str
     params: float
@@ -38,6 +52,14 @@ class Policy:
     label_column: str | None = None  # the outcome column its shipped predictor was trained on
     model_file: str | None = None  # its shipped predictor's file stem
     known: bool = True
+    chat_template: str | None = None
+    thinking: Thinking | None = None
+
+    @property
+    def max_tokens(self) -> int:
+        """Generated tokens a sample gets by default: the thinking cap, or 3,000 (what the outcome labels in
+        shared/data were sampled with)."""
+        return self.thinking.max_tokens if self.thinking else 3000
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,10 @@ class RewardModel:
         return RESCORE_CACHED[self.kind]
 
 
+# Long-thinking policies: tokens_per_sample is an assumption (their MATH-500 traces run a few thousand tokens,
+# AIME traces over ten thousand; a calibration file measures it); thinking ends at </think> (DeepSeek-R1
+# distills, Qwen3 in thinking mode). Qwen3 is ChatML, which the sglang frontend does not pick for its name.
+_R1 = Thinking("</think>", 32768)
 POLICIES: dict[str, Policy] = {p.name: p for p in (
     Policy("Qwen/Qwen2.5-Math-1.5B-Instruct", 1.54e9, 600,
            "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-math-1.5b-instruct"),
@@ -63,6 +89,12 @@ POLICIES: dict[str, Policy] = {p.name: p for p in (
            "sr__Qwen-Qwen2.5-Math-7B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-math-7b-instruct"),
     Policy("Qwen/Qwen2.5-7B-Instruct", 7.62e9, 650,
            "sr__Qwen-Qwen2.5-7B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-7b-instruct"),
+    Policy("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 1.78e9, 5000, thinking=_R1),
+    Policy("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", 7.62e9, 4000, thinking=_R1),
+    Policy("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", 14.8e9, 3500, thinking=_R1),
+    Policy("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8e9, 3500, thinking=_R1),
+    Policy("Qwen/Qwen3-8B", 8.19e9, 4500, chat_template="chatml", thinking=_R1),
+    Policy("Qwen/Qwen3-32B", 32.8e9, 4000, chat_template="chatml", thinking=_R1),
 )}
 DEFAULT_POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 
@@ -92,19 +124,25 @@ def check_params(params: object, what: str) -> float:
     return float(params)
 
 
-def policy(name: str, params: float | None = None) -> Policy:
-    """A known policy by Hugging Face id or bare name (ignoring case), or one described by its size."""
+def policy(name: str, params: float | None = None, thinking: Thinking | None = None) -> Policy:
+    """A known policy by Hugging Face id or bare name (ignoring case), or one described by its size (and, for a
+    long-thinking one, how its thinking ends)."""
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"expected a policy name, got {name!r}", field="policy")
     found = _lookup(name, POLICIES)
     if found is not None:
-        return found if params is None else Policy(found.name, check_params(params, "policy_params"),
-                                                   found.tokens_per_sample, found.label_column, found.model_file)
+        changes = {}
+        if params is not None:
+            changes["params"] = check_params(params, "policy_params")
+        if thinking is not None:
+            changes["thinking"] = thinking
+        return replace(found, **changes) if changes else found
     if params is None:
         raise InputError(f"unknown policy '{name}'; known: {', '.join(POLICIES)}. To plan for another policy, give "
                          "its size (--policy-params, e.g. 7e9): it then borrows the default curves of its size class",
                          field="policy")
-    return Policy(name.strip(), check_params(params, "policy_params"), known=False)
+    tokens = DEFAULT_THINKING_TOKENS if thinking else DEFAULT_TOKENS_PER_SAMPLE
+    return Policy(name.strip(), check_params(params, "policy_params"), tokens, known=False, thinking=thinking)
 
 
 def known_policy(name: str | None) -> Policy | None:

@@ -51,6 +51,7 @@ class Strategy:
     min_size, max_size, beam_sized: the planner offers sizes from `min_size` to `max_size`, in multiples of the
         beam width when `beam_sized` (then `min_size` counts beams).
     planned: the planner's tables offer it (the adaptive program plans; it is not itself planned).
+    plans: its program makes and records its own plan (the adaptive program) instead of being given one.
     curves: default accuracy curve per policy-size class, with its source.
     """
 
@@ -65,6 +66,7 @@ class Strategy:
     max_size: int = MAX_SIZE
     beam_sized: bool = False
     planned: bool = True
+    plans: bool = False
     curves: Mapping[str, Default] = field(default_factory=dict)
 
     def sizes(self, beam_width: int = DEFAULT_BEAM_WIDTH) -> tuple[int, ...]:
@@ -133,8 +135,10 @@ REGISTRY: dict[str, Strategy] = {s.name: s for s in (
                  small=default((0.50, 0.60, 0.52), (2.0, 1.8, 1.3), f"{PURI}. {ROUGH}"),
                  medium=default((0.45, 0.55, 0.58), (1.6, 1.3, 1.1), f"{PURI}. {ROUGH}"),
                  large=default((0.35, 0.50, 0.55), (0.9, 0.9, 0.9), f"{PURI}; {LIU}. {ROUGH}"))),
+    Strategy("deepconf", "parallel traces cut early by their own low confidence, confidence-weighted vote "
+             "(arXiv 2508.15260)", "sglang_plugin.programs.deepconf:deepconf", min_size=2, planned=False),
     Strategy("adaptive", "predict, probe, update the belief, plan the rest, stop early",
-             "sglang_plugin.programs.adaptive:adaptive", planned=False),
+             "sglang_plugin.programs.adaptive:adaptive", planned=False, plans=True),
 )}
 
 

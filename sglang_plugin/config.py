@@ -25,6 +25,7 @@ DEFAULT_INSTRUCTION = " Let's think step by step and output the final answer wit
 DEFAULT_TEMPERATURE = 0.6
 AGGREGATIONS = ("last", "min", "prod", "mean")
 PF_SELECTIONS = ("weighted_vote", "max_weight")
+DEEPCONF_MODES = ("online", "offline")
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,13 @@ class SamplingConfig:
     system_prompt: str | None = None  # None: the chat template's default system prompt
     temperature: float = DEFAULT_TEMPERATURE
     top_p: float = 1.0
-    max_tokens: int = 3000  # generated tokens per sample (per branch in a search)
+    max_tokens: int | None = None  # generated tokens per sample (per branch in a search); None: the policy's cap
 
     def __post_init__(self) -> None:
         _number(self, "temperature", low=0.0)
         _number(self, "top_p", low=0.0, strict=True, high=1.0)
-        _positive_int(self, "max_tokens")
+        if self.max_tokens is not None:
+            _positive_int(self, "max_tokens")
         if not isinstance(self.instruction, str):
             raise InputError(f"must be text, got {self.instruction!r}", field="instruction")
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
@@ -60,10 +62,25 @@ class SearchConfig:
     pf_ess_threshold: float = 0.5  # resample when ESS < threshold * particles
     pf_selection: str = "weighted_vote"
     seed: int = 0  # the program's own randomness (particle resampling)
+    # Confidence filtering (DeepConf, planner.confidence): window and top-k of the token confidence, online
+    # (warm-up traces set a stop threshold) or offline (filter finished traces), the share of traces kept
+    # (0.9: DeepConf-high), warm-up traces (None: a quarter of N, at least 2), and the weighted-vote share
+    # at which sampling stops.
+    confidence_window: int = 2048
+    confidence_top_k: int = 20
+    deepconf_mode: str = "online"
+    deepconf_keep: float = 0.9
+    deepconf_warmup: int | None = None
+    deepconf_consensus: float = 0.95
 
     def __post_init__(self) -> None:
-        for name in ("max_step_tokens", "max_steps", "beam_width"):
+        for name in ("max_step_tokens", "max_steps", "beam_width", "confidence_window", "confidence_top_k"):
             _positive_int(self, name)
+        if self.deepconf_warmup is not None:
+            _positive_int(self, "deepconf_warmup")
+        _number(self, "deepconf_keep", low=0.0, strict=True, high=1.0)
+        _number(self, "deepconf_consensus", low=0.0, strict=True, high=1.0)
+        _choice("deepconf_mode", self.deepconf_mode, DEEPCONF_MODES)
         _number(self, "pf_temperature", low=0.0, strict=True)
         _number(self, "pf_ess_threshold", low=0.0, high=1.0)
         if not isinstance(self.step_delimiter, str) or not self.step_delimiter:

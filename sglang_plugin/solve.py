@@ -32,7 +32,7 @@ def solve(problem: str, strategy: str = "majority", budget: int = 4,
     Thread-safe: solve problems concurrently from several threads against one Endpoint.
     """
     spec = find_strategy(strategy)
-    if spec.planned:
+    if not spec.plans:
         for name, value in (("max_budget", max_budget), ("target_confidence", target_confidence)):
             if value is not None:
                 raise InputError(f"only the adaptive strategy takes {name}", field=name)

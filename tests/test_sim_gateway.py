@@ -37,8 +37,10 @@ class Gateway:
     def __init__(self, urls, policy: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Its metrics server listens on 0.0.0.0:29000 unless told otherwise: a second gateway would not start.
         self.process = subprocess.Popen([SMG, "launch", "--host", "127.0.0.1", "--port", str(self.port),
-                                         "--worker-urls", *urls, "--policy", policy, "--log-level", "warn"],
+                                         "--worker-urls", *urls, "--policy", policy, "--log-level", "warn",
+                                         "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port())],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:

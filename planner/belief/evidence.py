@@ -103,3 +103,34 @@ def _ranks(x: np.ndarray) -> np.ndarray:
         ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
         i = j + 1
     return ranks
+
+
+@dataclass(frozen=True)
+class ConfidenceEvidence:
+    """The traces' own confidence (planner.confidence) as evidence about their answers, when no reward model
+    scores them. Confidence levels differ between problems (DeepConf sets its thresholds per problem), so the
+    evidence is relative: a trace's score standardised among the problem's traces, z, moves the odds that its
+    answer is right by exp(separation * z), clipped; `separation` = sqrt(2) * probit(AUROC within a problem).
+    The default AUROC, 0.7, is an assumption (below the stand-in server's 0.8 default), not a measurement."""
+
+    separation: float
+    clip: float = LOG_RATIO_CLIP
+
+    @classmethod
+    def from_auroc(cls, auroc: float = 0.7, clip: float = LOG_RATIO_CLIP) -> ConfidenceEvidence:
+        if not 0.5 <= auroc < 1.0:
+            raise InputError(f"must be in [0.5, 1), got {auroc!r}", field="confidence_auroc")
+        return cls(math.sqrt(2.0) * _NORMAL.inv_cdf(auroc), clip)
+
+    def log_ratios(self, scores: Sequence[float | None]) -> list[float]:
+        """One log likelihood ratio per trace (0 for a trace without a score, or while fewer than two traces
+        have one)."""
+        known = [s for s in scores if s is not None and math.isfinite(s)]
+        if len(known) < 2:
+            return [0.0] * len(scores)
+        mean = sum(known) / len(known)
+        spread = math.sqrt(sum((s - mean) ** 2 for s in known) / (len(known) - 1))
+        if spread <= 0:
+            return [0.0] * len(scores)
+        return [0.0 if s is None or not math.isfinite(s) else
+                max(-self.clip, min(self.clip, self.separation * (s - mean) / spread)) for s in scores]

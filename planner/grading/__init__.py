@@ -6,8 +6,8 @@ Light to import: math-verify is loaded only inside the worker processes.
 
 from planner.grading.config import GradingConfig
 from planner.grading.equivalence import Grader, shared_grader
-from planner.grading.extract import boxed_spans, extract_answer, reference_answer
+from planner.grading.extract import boxed_spans, extract_answer, final_answer, reference_answer
 from planner.grading.vote import Grouping, Vote, VoteList
 
-__all__ = ["Grader", "GradingConfig", "Grouping", "Vote", "VoteList", "boxed_spans", "extract_answer", "reference_answer",
+__all__ = ["Grader", "GradingConfig", "Grouping", "Vote", "VoteList", "boxed_spans", "extract_answer", "final_answer", "reference_answer",
            "shared_grader"]

@@ -240,3 +240,14 @@ def reference_answer(text: str) -> str:
     if unclosed is not None:  # a reference cut inside its box still holds the answer
         return strip_delimiters(text[unclosed.end():])
     return strip_delimiters(text)
+
+
+def final_answer(text: str, thinking_end: str | None = None) -> str | None:
+    """The final answer of a response. A long-thinking policy's answer is read after its thinking (the text
+    after `thinking_end`); a trace cut inside its thinking has an answer only if it boxed one there."""
+    if not thinking_end:
+        return extract_answer(text)
+    _, ended, after = text.partition(thinking_end)
+    if ended:
+        return extract_answer(after)
+    return extract_answer(text) if boxed_spans(text) else None

@@ -43,7 +43,7 @@ def frame(name: str, body: Callable[[SearchRun], Selection]) -> Callable:
             # run_batch traces programs to pre-cache their constant prefix; ours starts with arguments.
             raise StopTracing()
         run = SearchRun(s, name, problem, budget, config, scorer, planning, needs_scorer=spec.needs_reward)
-        if spec.planned:
+        if not spec.plans:
             size = min(budget, spec.max_size) if isinstance(budget, int) else budget  # cot is one sample
             if planning is not None:
                 run.plan, run.prediction = planning.priced(problem, name, size, run.served, scorer, run.config.search)

@@ -13,7 +13,7 @@ import math
 from dataclasses import replace
 
 from planner.adaptive import continuations, decide, probe_strategy
-from planner.belief.evidence import RewardEvidence
+from planner.belief.evidence import ConfidenceEvidence, RewardEvidence
 from planner.belief.posterior import BetaPrior, Posterior, update
 from planner.grading import Vote, shared_grader
 from planner.records import AdaptiveRound, AdaptiveTrace, PlanRecord, RoundPlan
@@ -24,15 +24,20 @@ from sglang_plugin.programs.search_run import SearchRun
 
 
 class Belief:
-    """The answer groups of the samples so far, the posterior over them, and the answer it favours."""
+    """The answer groups of the samples so far, the posterior over them, and the answer it favours. Evidence is
+    the reward model's scores, or (no reward model, a long-thinking policy) the traces' own confidence."""
 
     def __init__(self, run: SearchRun, samples: list[Branch], prior: BetaPrior, evidence: RewardEvidence | None,
-                 alpha: float) -> None:
+                 alpha: float, confidence: ConfidenceEvidence | None = None) -> None:
         self.grading = run.config.grading
         answered = run.answered(samples)
         unanswered = sum(1 for b in samples if b.answer is None and not b.failed)
         self.groups = [[run.branches[i] for i in vote.branches] for vote in run.vote(answered)]
-        ratios = [_log_ratio(group, evidence) for group in self.groups]
+        if confidence is not None:
+            by_id = dict(zip((b.id for b in answered), confidence.log_ratios([b.confidence for b in answered])))
+            ratios = [sum(by_id[b.id] for b in group) for group in self.groups]
+        else:
+            ratios = [_log_ratio(group, evidence) for group in self.groups]
         self.posterior: Posterior = update(prior, [len(g) for g in self.groups], ratios, unanswered, alpha)
 
     def best_group(self) -> int | None:
@@ -87,11 +92,12 @@ def adaptive(run: SearchRun) -> Selection:
     scored = run.scorer is not None
     strategies = continuations(table, scored)
     evidence = config.evidence_for(planning.reward_model_of(run.scorer))
+    by_confidence = config.confidence_for(scored, run.policy.thinking is not None)
     prior = config.prior(prediction.pass_at_1)
     stop_at = target if target is not None else config.settle_confidence
     sampling_rule = probe_strategy(scored)
 
-    samples = run.sample(min(config.probe_size, cap))
+    samples = run.sample(min(config.probe_size, cap), streamed=by_confidence is not None)
     probe_tokens = run.ledger.snapshot().tokens
     # The table's relative costs, in the tokens the probe actually cost per sample.
     tokens_per_unit = probe_tokens / len(samples) / max(sum(table.cost.per_unit(sampling_rule)), 1e-9)
@@ -99,7 +105,7 @@ def adaptive(run: SearchRun) -> Selection:
     searched: Selection | None = None
     fresh = samples
     while True:
-        belief = Belief(run, samples, prior, evidence, config.alpha)
+        belief = Belief(run, samples, prior, evidence, config.alpha, by_confidence)
         best = belief.best_group()
         confidence = belief.confidence(best)
         reason, plan = decide(config, belief.posterior, confidence, len(samples), all(b.failed for b in fresh), cap,
@@ -121,7 +127,7 @@ def adaptive(run: SearchRun) -> Selection:
             reason = "searched"
             rounds[-1] = replace(rounds[-1], decision="searched")
             break
-        fresh = run.sample(min(config.round_size, plan.extra))
+        fresh = run.sample(min(config.round_size, plan.extra), streamed=by_confidence is not None)
         samples += fresh
 
     chosen, chosen_by = _choose(run, config.selection, belief, best, plan.strategy, searched)

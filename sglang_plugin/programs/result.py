@@ -9,8 +9,9 @@ from planner.cost import Cost
 from planner.grading import Vote
 from planner.records import PlanRecord, Prediction, to_json
 
-# Why a branch stopped. Only "failed" carries an error; "pruned" branches lost a search or resampling step.
-FINISH_REASONS = ("answer", "eos", "length", "max_steps", "pruned", "failed")
+# Why a branch stopped. Only "failed" carries an error; "pruned" branches lost a search or resampling step;
+# "stopped" traces were cut by their own low confidence (online DeepConf).
+FINISH_REASONS = ("answer", "eos", "length", "max_steps", "pruned", "stopped", "failed")
 
 
 @dataclass
@@ -31,6 +32,9 @@ class Branch:
     tokens: int = 0  # generated tokens in the trajectory, the part shared with the parent included
     score: float | None = None  # the trajectory score used for selection
     weight: float | None = None  # particle filter: final normalised weight
+    confidence: float | None = None  # the trace's own confidence (lowest sliding-window group confidence)
+    thinking_tokens: int | None = None  # long-thinking policies: generated tokens until the thinking ended
+    independent: bool = False  # a whole, unselected sample of the policy (an unbiased pass@1 observation)
 
     @property
     def text(self) -> str:

@@ -19,6 +19,7 @@ scoring. Failed branches never count as answers.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -27,16 +28,19 @@ from itertools import zip_longest
 
 import sglang as sgl
 
+from planner.confidence import TraceConfidence, token_confidence
 from planner.errors import InputError
-from planner.grading import Vote, boxed_spans, extract_answer, shared_grader
+from planner.grading import Vote, boxed_spans, final_answer, shared_grader
 from planner.records import PlanRecord, Prediction
 from sglang_plugin.config import SolveConfig
 from sglang_plugin.programs.planning import Planning
 from sglang_plugin.programs.result import Branch, Selection, SolveResult
 from sglang_plugin.scorers import Scorer
 from sglang_plugin.transport.endpoint import Endpoint
+from sglang_plugin.transport.engine import submit
 from sglang_plugin.transport.http import EndpointError
 from sglang_plugin.transport.ledger import CostLedger
+from sglang_plugin.transport.streams import StreamReader
 
 
 def aggregate(scores: Sequence[float | None], how: str) -> float | None:
@@ -90,6 +94,9 @@ class SearchRun:
         self.s, self.strategy, self.problem, self.budget, self.scorer = s, strategy, problem, budget, scorer
         self.planning = planning
         self.served: str | None = self.endpoint.model_info.get("model_path")
+        self.policy = (planning or Planning()).policy_of(self.served)
+        self.thinking_end = self.policy.thinking.end if self.policy.thinking else None
+        self.max_tokens = self.config.sampling.max_tokens or self.policy.max_tokens
         self.plan: PlanRecord | None = None  # what the planner decided, set before or by the strategy
         self.prediction: Prediction | None = None
         self.ledger = CostLedger()
@@ -145,8 +152,58 @@ class SearchRun:
     def rollouts(self, branches: Sequence[Branch]) -> None:
         """Run branches to the end, one request each (a whole solution), all in flight at once."""
         self._generate([b for b in branches if not b.finished], step=False)
+        self._independent(branches)
         if len(branches) > 1:
             self.canonicalize(branches, whole=True)
+
+    def stream_rollouts(self, branches: Sequence[Branch],
+                        stop: Callable[[TraceConfidence], bool] | None = None) -> None:
+        """Run branches to the end, each as one streamed request with the top-k logprobs of every token, all in
+        flight at once; each trace's confidence (planner.confidence) is tracked as its tokens arrive, and a trace
+        for which `stop(confidence)` holds is cut there: its stream is closed and the request aborted, its tokens
+        so far paid for and counted, and it ends "stopped" without an answer."""
+        branches = [b for b in branches if not b.finished]
+        if not branches:
+            return
+        self._warm_for(branches)
+        search = self.config.search
+        extra = {"return_logprob": True, "top_logprobs_num": search.confidence_top_k, "logprob_start_len": -1}
+        readers = [StreamReader(self.thinking_end) for _ in branches]
+        traces = [TraceConfidence(search.confidence_window) for _ in branches]
+
+        async def one(reader: StreamReader, trace: TraceConfidence, branch: Branch):
+            def on_event(event: dict) -> bool:
+                values = [token_confidence(top) for top in reader.feed(event)]
+                trace.add(v for v in values if v is not None)
+                return stop is None or not stop(trace)
+
+            payload = self.endpoint.payload(self.prompt + branch.text, self._sampling(branch, False), extra)
+            return await self.endpoint.astream(payload, self.ledger, on_event)
+
+        async def every():
+            return await asyncio.gather(*(one(r, t, b) for r, t, b in zip(readers, traces, branches)),
+                                        return_exceptions=True)
+
+        for branch, reader, trace, result in zip(branches, readers, traces, submit(every()).result()):
+            if isinstance(result, BaseException) and not isinstance(result, EndpointError):
+                raise result
+            branch.confidence, branch.thinking_tokens = trace.score, reader.thinking_tokens
+            if isinstance(result, EndpointError):
+                self.close(branch, error=f"{type(result).__name__}: {result}")
+            elif result[1]:
+                branch.steps.append(reader.text)
+                branch.tokens += reader.completion_tokens
+                self.close(branch, "stopped")
+            else:
+                self._collect(branch, reader.item(), step=False)
+        if stop is None:  # traces that survived a confidence cut are selected, not plain samples
+            self._independent(branches)
+
+    @staticmethod
+    def _independent(branches: Sequence[Branch]) -> None:
+        """Branches from the prompt that ran to their own end are unselected samples of the policy."""
+        for branch in branches:
+            branch.independent = branch.parent is None and branch.finish_reason in ("answer", "eos", "length")
 
     def rollout(self, branch: Branch) -> Branch:
         self.rollouts([branch])
@@ -156,10 +213,13 @@ class SearchRun:
         """One step for every running branch, all in flight at once."""
         self._generate([b for b in branches if not b.finished], step=True)
 
-    def sample(self, count: int) -> list[Branch]:
-        """`count` more independent samples, run to the end and scored."""
+    def sample(self, count: int, streamed: bool = False) -> list[Branch]:
+        """`count` more independent samples, run to the end and scored (`streamed`: with their confidence)."""
         branches = self.spawn(count)
-        self.rollouts(branches)
+        if streamed:
+            self.stream_rollouts(branches)
+        else:
+            self.rollouts(branches)
         self.score_final(branches)
         for branch in branches:
             self.trajectory_score(branch)
@@ -174,13 +234,16 @@ class SearchRun:
         finally:
             self.budget = budget
 
+    def _warm_for(self, branches: Sequence[Branch]) -> None:
+        if sum(1 for b in branches if not b.steps) > 1 and not self._warm:
+            # many requests about to share the prompt: cache it once first
+            self.endpoint.warm(self.prompt, self.ledger)
+            self._warm = True
+
     def _generate(self, branches: Sequence[Branch], *, step: bool) -> None:
         if not branches:
             return
-        fresh = sum(1 for b in branches if not b.steps)
-        if fresh > 1 and not self._warm:  # many requests about to share the prompt: cache it once first
-            self.endpoint.warm(self.prompt, self.ledger)
-            self._warm = True
+        self._warm_for(branches)
         payloads = [self.endpoint.payload(self.prompt + b.text, self._sampling(b, step), self.gen_options)
                     for b in branches]
         for branch, result in zip(branches, self.endpoint.generate_all(payloads, self.ledger)):
@@ -191,7 +254,7 @@ class SearchRun:
 
     def _sampling(self, branch: Branch, step: bool) -> dict:
         sampling, search = self.config.sampling, self.config.search
-        left = max(sampling.max_tokens - branch.tokens, 1)
+        left = max(self.max_tokens - branch.tokens, 1)
         params = {"temperature": sampling.temperature, "top_p": sampling.top_p,
                   "max_new_tokens": min(search.max_step_tokens, left) if step else left}
         if step:
@@ -219,12 +282,12 @@ class SearchRun:
         if kind == "abort":
             self.close(branch, error=f"server aborted the request: {meta.get('finish_reason')}")
         elif boxed_spans(text):  # a complete \\boxed{} answer ends the solution
-            branch.answer = extract_answer(branch.text)
+            branch.answer = final_answer(branch.text, self.thinking_end)
             self.close(branch, "answer")
         elif kind == "stop" and not at_delimiter:
-            branch.answer = extract_answer(branch.text)  # ended without a box: the stated answer, if any
+            branch.answer = final_answer(branch.text, self.thinking_end)  # no box: the stated answer, if any
             self.close(branch, "eos")
-        elif branch.tokens >= self.config.sampling.max_tokens or (kind == "length" and not step):
+        elif branch.tokens >= self.max_tokens or (kind == "length" and not step):
             self.close(branch, "length")
         elif len(branch.steps) >= self.config.search.max_steps:
             self.close(branch, "max_steps")

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from planner.cost import Cost
 from planner.grading import Grader, reference_answer
 from planner.records import OutcomeRecord, ResultLine
-from planner.strategies import REGISTRY
 from sglang_plugin.programs.result import Branch, SolveResult
 from sglang_plugin.runs.problems import RunProblem
 
@@ -37,17 +36,10 @@ class Solved:
         return trace.search or trace.probe_strategy
 
     def samples(self) -> list[Branch]:
-        """The branches that are independent samples of the policy: every whole branch of a strategy whose
-        branches are samples, an adaptive solve's probe and rounds (its first `samples` branches; a search after
-        them is not)."""
-        trace = self.result.plan.adaptive if self.result.plan is not None else None
-        if trace is not None:
-            drawn = [b for b in self.result.branches if b.id < trace.samples]
-        elif REGISTRY[self.result.strategy].independent_samples:
-            drawn = self.result.branches
-        else:
-            drawn = []
-        return [b for b in drawn if is_sample(b)]
+        """The branches that are independent samples of the policy (the programs mark them: whole samples drawn
+        from the prompt and not selected; a search's candidates and traces that survived a confidence cut are
+        not)."""
+        return [b for b in self.result.branches if b.independent and is_sample(b)]
 
     @property
     def failed(self) -> bool:

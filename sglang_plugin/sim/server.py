@@ -223,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
         engine = self.server.engine
         if path in FAULTY:
             engine.count_request()
-            fault = engine.fault(path.encode() + b"\x00" + raw)
+            fault = engine.fault(path.encode() + b"\x00" + _without_rid(raw))
             if fault == "error":
                 self._json(500, {"error": {"message": "simulated internal server error (fault injection)"}})
                 return
@@ -495,3 +495,16 @@ def _chunk_ends(count: int, interval: int) -> range:
     """Token counts after which SGLang 0.5.2 sends a chunk before the last one: every token for an interval of
     1, else the 1st, (interval + 1)th, (2 * interval + 1)th, ..."""
     return range(1, count) if interval <= 1 else range(1, count, interval)
+
+
+def _without_rid(raw: bytes) -> bytes:
+    """A request body as fault injection keys it: its content, not its request id (clients give every request a
+    fresh one), so the k-th identical request meets the same fate in every run."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(body, dict) and "rid" in body:
+        body.pop("rid")
+        return json.dumps(body, sort_keys=True).encode()
+    return raw

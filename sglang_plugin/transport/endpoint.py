@@ -16,6 +16,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Sequence
 
+from planner.policies import known_policy
 from sglang_plugin.compat import BaseBackend, RuntimeEndpoint, chat_template, special_token_defaults
 from sglang_plugin.transport.http import EndpointError, HttpClient, TransportConfig
 from sglang_plugin.transport.ledger import CostLedger
@@ -44,7 +45,9 @@ class Endpoint(RuntimeEndpoint):
         if not isinstance(self.model_info, dict) or "model_path" not in self.model_info:
             raise EndpointError(f"{self.base_url}/get_model_info has no model_path: {self.model_info!r}"[:300],
                                 url=self.base_url + "/get_model_info", kind="bad_response", status=200)
-        self.chat_template = chat_template(chat_template_name, self.model_info["model_path"])
+        known = known_policy(self.model_info["model_path"])
+        self.chat_template = chat_template(chat_template_name or (known.chat_template if known else None),
+                                           self.model_info["model_path"])
 
     # -- the programs' generation calls ---------------------------------------------------------------------
 
@@ -79,21 +82,26 @@ class Endpoint(RuntimeEndpoint):
 
     def stream(self, payload: dict, ledger: CostLedger | None,
                on_event: Callable[[dict], bool]) -> tuple[dict | None, bool]:
+        """One streamed generation (blocking): see astream."""
+        return self.client.submit(self.astream(payload, ledger, on_event)).result()
+
+    async def astream(self, payload: dict, ledger: CostLedger | None,
+                      on_event: Callable[[dict], bool]) -> tuple[dict | None, bool]:
         """One streamed generation: `on_event` sees every event and may stop it (False): the stream is closed
         and the request aborted on the server. Returns (the last event, whether it was stopped); the last
-        event's meta_info (tokens generated until then) is accounted."""
-        last, stopped = self.client.submit(self.client.astream(self.base_url + "/generate", payload, on_event,
-                                                               ledger=ledger)).result()
+        event's meta_info (the tokens generated until then) is accounted."""
+        last, stopped = await self.client.astream(self.base_url + "/generate", payload, on_event, ledger=ledger)
         if stopped:
-            self.abort(payload["rid"])
+            await self.abort(payload["rid"])
         if last is not None:
             self._account(last, ledger)
         return last, stopped
 
-    def abort(self, rid: str) -> None:
+    async def abort(self, rid: str) -> None:
         """Ask the server to stop a request (a gateway without /abort_request aborts on the closed stream)."""
         try:
-            self.client.request("POST", self.base_url + "/abort_request", {"rid": rid}, text=True, control=True)
+            await self.client.arequest("POST", self.base_url + "/abort_request", {"rid": rid}, text=True,
+                                       control=True)
         except EndpointError:
             pass  # the closed stream already aborted it on a server (or gateway) without this route
 
