@@ -79,10 +79,15 @@ def test_a_plain_runtime_endpoint_is_taken_as_its_url(servers):
     assert result.answer is not None and sim_stats(servers[0])["requests"] - before == 1 + 3
 
 
-def test_a_stream_can_be_read_and_stopped(endpoint):
-    payload = endpoint.payload("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
-                               {"max_new_tokens": 64, "temperature": 0.7})
-    seen = []
-    last, stopped = endpoint.stream(payload, None, lambda event: seen.append(event) or len(seen) < 3)
-    assert stopped and len(seen) == 3 and last is seen[-1]
+def test_a_stream_can_be_read_and_stopped():
+    with SimServer(PROBLEMS, seed=3, token_delay_ms=5, stream_interval=2) as server:
+        endpoint = Endpoint(server.url, transport=FAST)
+        payload = endpoint.payload("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+                                   {"max_new_tokens": 200, "temperature": 0.7, "ignore_eos": True})
+        seen = []
+        last, stopped = endpoint.stream(payload, None, lambda event: seen.append(event) or len(seen) < 3)
+    assert stopped and len(seen) == 3
+    # the stop aborted the request on the server, whose last chunk counts every token it generated
+    assert last["meta_info"]["finish_reason"]["type"] == "abort"
+    assert seen[-1]["meta_info"]["completion_tokens"] <= last["meta_info"]["completion_tokens"] < 200
     json.dumps(last)

@@ -87,23 +87,25 @@ class Endpoint(RuntimeEndpoint):
 
     async def astream(self, payload: dict, ledger: CostLedger | None,
                       on_event: Callable[[dict], bool]) -> tuple[dict | None, bool]:
-        """One streamed generation: `on_event` sees every event and may stop it (False): the stream is closed
-        and the request aborted on the server. Returns (the last event, whether it was stopped); the last
-        event's meta_info (the tokens generated until then) is accounted."""
-        last, stopped = await self.client.astream(self.base_url + "/generate", payload, on_event, ledger=ledger)
-        if stopped:
-            await self.abort(payload["rid"])
+        """One streamed generation: `on_event` sees every event and may stop it (False): the request is aborted on
+        the server (/abort_request, else by closing the stream). Returns (the last event, whether it was
+        stopped); the last event's meta_info is accounted: after an abort the server's last chunk, which counts
+        every token it generated, those sent but not yet read included."""
+        last, stopped = await self.client.astream(self.base_url + "/generate", payload, on_event, ledger=ledger,
+                                                  on_stop=lambda: self.abort(payload["rid"]))
         if last is not None:
             self._account(last, ledger)
         return last, stopped
 
-    async def abort(self, rid: str) -> None:
-        """Ask the server to stop a request (a gateway without /abort_request aborts on the closed stream)."""
+    async def abort(self, rid: str) -> bool:
+        """Ask the server to stop a request; whether it took the request (a gateway without /abort_request
+        answers 404, and the caller then closes the stream, which aborts the request too)."""
         try:
             await self.client.arequest("POST", self.base_url + "/abort_request", {"rid": rid}, text=True,
                                        control=True)
+            return True
         except EndpointError:
-            pass  # the closed stream already aborted it on a server (or gateway) without this route
+            return False
 
     def warm(self, text: str, ledger: CostLedger | None) -> None:
         """Put a prefix into the server's radix cache once, before the samples that share it are sent (they

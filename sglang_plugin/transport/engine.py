@@ -18,7 +18,7 @@ import asyncio
 import json
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 
 import aiohttp
@@ -118,10 +118,15 @@ class Session:
                           retriable=False) from None
 
     async def stream_once(self, url: str, body: bytes, on_event: Callable[[dict], bool], *,
+                          on_stop: Callable[[], Awaitable[bool]] | None = None, drain_seconds: float = 30.0,
                           read_timeout: float | None = None) -> tuple[dict | None, bool]:
         """One streamed attempt: feeds every `data: {...}` event to `on_event` until it returns False (stop) or
-        the stream ends; returns (the last event, whether the caller stopped it). Raises Failure."""
-        last, stopped = None, False
+        the stream ends; returns (the last event, whether the caller stopped it). Raises Failure.
+
+        On a stop, `on_stop` (e.g. POST /abort_request) runs first; if the server took it, the stream is read to
+        its end (the abort's last chunk says how many tokens the server generated, including those sent but not
+        yet read), else, or after `drain_seconds`, the connection is closed, which also aborts the request."""
+        last, stopped, draining_since = None, False, None
         try:
             async with self._open().post(url, data=body, timeout=self._timeout(read_timeout)) as response:
                 if response.status != 200:
@@ -141,15 +146,27 @@ class Session:
                         raise Failure(f"POST {url}: the server ended the stream with {event['error']!r}"[:500],
                                       "http", 200, retriable=False)
                     last = event
+                    if draining_since is not None:
+                        if asyncio.get_running_loop().time() - draining_since > drain_seconds:
+                            response.close()
+                            break
+                        continue
                     if not on_event(event):
                         stopped = True
+                        if on_stop is not None and await on_stop():
+                            draining_since = asyncio.get_running_loop().time()
+                            continue
                         response.close()  # closing the stream makes the server abort the request
                         break
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise Failure(f"POST {url}: timeout error: the stream stalled", "timeout") from None
         except aiohttp.ClientPayloadError as exc:
+            if stopped:
+                return last, stopped
             raise Failure(f"POST {url}: connection error: the stream broke ({exc})", "connection") from None
         except aiohttp.ClientError as exc:
+            if stopped:
+                return last, stopped
             raise Failure(f"POST {url}: connection error: {exc}", "connection") from None
         return last, stopped
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 
@@ -111,9 +111,11 @@ class HttpClient:
             lambda: self.session.once(method, url, body, text=text, read_timeout=read_timeout), method, url, ledger)
 
     async def astream(self, url: str, payload: dict, on_event: Callable[[dict], bool], *,
-                      ledger: CostLedger | None = None) -> tuple[dict | None, bool]:
-        """POST with "stream": true; every event goes to `on_event` (False stops the stream). Retried only while
-        nothing has arrived. Returns (the last event, whether `on_event` stopped it)."""
+                      ledger: CostLedger | None = None,
+                      on_stop: Callable[[], Awaitable[bool]] | None = None) -> tuple[dict | None, bool]:
+        """POST with "stream": true; every event goes to `on_event` (False stops the stream, after `on_stop`, see
+        engine.Session.stream_once). Retried only while nothing has arrived. Returns (the last event, whether
+        `on_event` stopped it)."""
         body = json.dumps({**payload, "stream": True}).encode("utf-8")
         seen = [False]
 
@@ -123,7 +125,8 @@ class HttpClient:
 
         async def attempt():
             try:
-                return await self.session.stream_once(url, body, counting)
+                return await self.session.stream_once(url, body, counting, on_stop=on_stop,
+                                                      drain_seconds=self.config.control_timeout)
             except Failure as failure:
                 if seen[0]:
                     failure.retriable = False
