@@ -17,11 +17,14 @@ def parse_strategies(value: str | None) -> list[str] | None:
 @click.command("plan")
 @click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--budget", type=float, default=None, metavar="B",
-              help="Average samples per problem over the whole file (one sample = one chain-of-thought "
-                   "solution's tokens).")
+              help="Average samples per problem over the whole file: one sample is one chain of thought's compute, "
+                   "and options are priced in FLOPs (2 x parameters per token of each model) when the models' "
+                   "sizes are known, in tokens otherwise.")
 @click.option("--budget-tokens", type=float, default=None, metavar="T",
               help="Or: the total token budget for the whole file (generated + uncached prompt + reward-model "
-                   "tokens).")
+                   "tokens, every token alike).")
+@click.option("--budget-flops", type=float, default=None, metavar="F",
+              help="Or: the total compute for the whole file in FLOPs (e.g. 2e15).")
 @model_option
 @click.option("--policy", "policy_name", default=None, metavar="NAME",
               help="The serving policy (default: the one the predictor was trained for).")
@@ -39,7 +42,8 @@ def parse_strategies(value: str | None) -> list[str] | None:
               help="No problem gets more than this many samples' worth of tokens.")
 @output_option
 @input_options
-def plan_command(input_path: Path, budget: float | None, budget_tokens: float | None, model: str | None,
+def plan_command(input_path: Path, budget: float | None, budget_tokens: float | None, budget_flops: float | None,
+                 model: str | None,
                  policy_name: str | None, policy_params: float | None, reward_model: str | None,
                  calibration: Path | None, strategies: str | None, floor: float, cap: float | None,
                  output: Path | None, field: str | None, skip_bad: bool, max_chars: int) -> None:
@@ -47,25 +51,31 @@ def plan_command(input_path: Path, budget: float | None, budget_tokens: float | 
 
     Each output line is the input record plus a "plan": strategy, size, expected_accuracy, expected_cost
     (tokens), and the predicted pass_at_1 and difficulty. A table then compares the plan with the best
-    uniform allocation (one strategy and size for every problem) at the same budget.
+    uniform strategy (one strategy for every problem) at the plan's own compute, interpolated between the
+    strategy's two nearest sizes, in tokens and FLOPs.
 
     \b
     Examples:
       tts-planner plan examples/problems.jsonl --budget 4
       tts-planner plan problems.jsonl --budget 8 --reward-model Qwen/Qwen2.5-Math-PRM-7B -o plans.jsonl
       tts-planner plan problems.jsonl --budget-tokens 5e6 --cap 32
+      tts-planner plan problems.jsonl --budget-flops 2e16 --reward-model Qwen/Qwen2.5-Math-RM-72B
     """
     from planner.cost import estimate_prompt_tokens
     from planner.jsonl import read_problems, write_jsonl
-    from planner.planning.allocation import Budget, allocate, uniform
+    from planner.planning.allocation import Budget, allocate, uniform_at
     from planner.planning.plan import format_comparison
     from planner.planning.table import StrategyTable
     from planner.policies import policy as find_policy
     from planner.prediction.model_store import load_model
 
-    if (budget is None) == (budget_tokens is None):
-        raise click.UsageError("give exactly one of --budget (samples per problem) or --budget-tokens (total)")
-    batch_budget = Budget(budget) if budget is not None else Budget(budget_tokens, "tokens", total=True)
+    given = [b for b in (budget, budget_tokens, budget_flops) if b is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --budget (samples per problem), --budget-tokens (total) or "
+                               "--budget-flops (total)")
+    batch_budget = Budget(budget) if budget is not None else \
+        Budget(budget_tokens, "tokens", total=True) if budget_tokens is not None else \
+        Budget(budget_flops, "flops", total=True)
     predictor = load_model(model)
     chosen_policy = policy_name or predictor.policy
     if chosen_policy is None:
@@ -79,7 +89,7 @@ def plan_command(input_path: Path, budget: float | None, budget_tokens: float | 
     options = dict(strategies=parse_strategies(strategies), prompt_tokens=estimate_prompt_tokens(texts))
     planned = allocate(pass_at_1, table, batch_budget, floor=Budget(floor),
                        cap=Budget(cap) if cap is not None else None, **options)
-    baseline = uniform(pass_at_1, table, batch_budget, **options)
+    baseline = uniform_at(planned, table, strategies=options["strategies"])
     write_jsonl(({**record, "plan": row} for record, row in zip(records, planned.records())), output)
     click.echo(format_comparison(planned, baseline), err=output is None)
     report_skipped(skip)
