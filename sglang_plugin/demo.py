@@ -173,6 +173,8 @@ def run_demo(folder: Path | None = None, *, problems: int = 100, budget: int = 8
              + ("rewards are synthetic." if scorer != "none" else "no reward model."))
         common = dict(endpoint=server.url, input=source, concurrency=concurrency, progress=progress,
                       scorer=scorer, reward_endpoint=server.url if scorer != "none" else None)
+        # Naming the reward model records it in each run's manifest, so `tts-planner report` can price it in FLOPs.
+        common["reward_model"] = RunSettings(output=folder / "adaptive.jsonl", **common).reward_model_name
         settings = RunSettings(output=folder / "adaptive.jsonl", budget=budget, **common)
         table = StrategyTable.default(DEFAULT_POLICY, settings.reward_model_name)
         echo(f"adaptive: the planner predicts each problem's difficulty, probes it, and spends {budget} samples per "
