@@ -272,8 +272,8 @@ def format_demo(result: DemoResult) -> str:
         mine = a.by_difficulty.get(name)
         if mine is None or any(name not in r.report.summary.by_difficulty for r in (matched.low, matched.high)):
             continue
-        other = matched.mix(lambda r: r.report.summary.by_difficulty[name].accuracy)
-        other_spend = matched.mix(lambda r: spend.of(r.report.summary, r.report.summary.by_difficulty[name]))
+        other = matched.mix(lambda r, b=name: r.report.summary.by_difficulty[b].accuracy)
+        other_spend = matched.mix(lambda r, b=name: spend.of(r.report.summary, r.report.summary.by_difficulty[b]))
         bins.append([name, str(mine.problems), f"{mine.accuracy:.3f}", f"{other:.3f}",
                      _spend_text(spend, spend.of(a, mine)), _spend_text(spend, other_spend)])
     if bins:
