@@ -62,6 +62,59 @@ class Cost:
 
 
 COST_FIELDS = tuple(f.name for f in fields(Cost))
+PRICE_UNITS = ("flops", "tokens")
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """The axis plans are priced and compared on. In FLOPs a token costs 2 x the parameters of the model that
+    computes it, so a 72B reward model's token weighs 47 tokens of a 1.5B policy; in tokens every token weighs
+    one. Planning works in policy-token equivalents (a reward token counts `reward_weight`), so the allocator's
+    arithmetic is the same in both units; `per_policy_token` converts back to the unit.
+
+    The sizes are kept in both units so FLOPs can still be reported beside a token-priced plan.
+    `reward_params` is None without a reward model or for one of unknown size (then FLOPs are unknown).
+    """
+
+    unit: str = "tokens"
+    policy_params: float | None = None
+    reward_params: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit not in PRICE_UNITS:
+            raise ValueError(f"unknown pricing unit {self.unit!r}; use one of {', '.join(PRICE_UNITS)}")
+        if self.unit == "flops" and not self.policy_params:
+            raise ValueError("pricing in FLOPs needs the policy's size")
+
+    @property
+    def reward_weight(self) -> float:
+        """One reward-model token's price in policy tokens."""
+        if self.unit == "tokens":
+            return 1.0
+        return (self.reward_params or 0.0) / self.policy_params
+
+    @property
+    def per_policy_token(self) -> float:
+        """One policy token in this unit (FLOPs or tokens)."""
+        return 2.0 * self.policy_params if self.unit == "flops" else 1.0
+
+    def of(self, cost: Cost) -> float:
+        """A Cost in this unit."""
+        if self.unit == "tokens":
+            return float(cost.tokens)
+        return cost.flops(self.policy_params, self.reward_params or 0.0)
+
+    def describe(self, amount: float) -> str:
+        """An amount in this unit, for messages and tables: '61,225 tokens' or '0.19 PFLOPs'."""
+        return f"{amount:,.0f} tokens" if self.unit == "tokens" else format_flops(amount)
+
+
+def format_flops(flops: float) -> str:
+    """FLOPs with the largest SI prefix that keeps the number readable: '1.85 TFLOPs', '0.19 PFLOPs'."""
+    for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9)):
+        if abs(flops) >= scale / 10:
+            return f"{flops / scale:.3g} {prefix}FLOPs"
+    return f"{flops:.3g} FLOPs"
 
 
 def estimate_prompt_tokens(texts: Iterable[str]) -> np.ndarray:

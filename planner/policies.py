@@ -145,6 +145,15 @@ def policy(name: str, params: float | None = None, thinking: Thinking | None = N
     return Policy(name.strip(), check_params(params, "policy_params"), tokens, known=False, thinking=thinking)
 
 
+def borrowed_note(chosen: Policy, size_class: str) -> str | None:
+    """What planning for a policy tts-planner does not know borrows, for the user to read (None for a known one)."""
+    if chosen.known:
+        return None
+    return (f"{chosen.name} is not a policy tts-planner knows: planning it as a {chosen.params / 1e9:.3g}B-parameter policy "
+            f"with the default curves of {size_class} policies and {chosen.tokens_per_sample} tokens per sample "
+            "(published orderings, not measurements); `tts-planner calibrate` on your stack replaces them")
+
+
 def known_policy(name: str | None) -> Policy | None:
     """The registry's entry for a name (e.g. a server's model path), or None."""
     return _lookup(name, POLICIES) if isinstance(name, str) and name.strip() else None

@@ -61,6 +61,9 @@ from sglang_plugin.runs.runner import BatchRunner
 from sglang_plugin.runs.settings import RunSettings
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16)
+# A bin's accuracy over fewer dev problems than this is too noisy to fit a curve to (its standard error can
+# exceed 0.15), so its points are not written and the planner keeps that bin's defaults.
+MIN_BIN_PROBLEMS = 10
 
 
 @dataclass(frozen=True)
@@ -133,13 +136,47 @@ class Measured:
     points: list[dict]
     policies: dict[str, dict[str, float]]
     left_out: dict[str, int] = field(default_factory=dict)  # arm name -> failed runs left out
+    bins: dict[str, int] = field(default_factory=dict)  # dev problems per predicted bin
+    too_few: tuple[str, ...] = ()  # bins with some problems but fewer than the minimum: measured, not written
 
 
-def measure(lines_by_arm: Mapping[Arm, Iterable[ResultLine]], pass_at_1: Mapping[str, float], policy: str) -> Measured:
-    """Points per arm and difficulty bin from the arms' result lines.
+def bin_counts(pass_at_1: Mapping[str, float]) -> dict[str, int]:
+    """Dev problems per predicted difficulty bin (every bin, zeros included)."""
+    counts = {name: 0 for name in BINS}
+    for p in pass_at_1.values():
+        counts[difficulty_bin(round(float(p), 6))] += 1
+    return counts
+
+
+def bins_too_small(counts: Mapping[str, int], minimum: int) -> tuple[str, ...]:
+    """The bins with fewer than `minimum` problems; an InputError when that is every bin."""
+    few = tuple(name for name in BINS if counts.get(name, 0) < minimum)
+    if len(few) == len(BINS):
+        raise InputError(f"no predicted difficulty bin holds {minimum} dev problems ("
+                         + ", ".join(f"{name} {counts.get(name, 0)}" for name in BINS) + "): too few to fit any curve; "
+                         "give a larger dev set (or a lower --min-bin-problems)", field="input")
+    return few
+
+
+def describe_bins(counts: Mapping[str, int], minimum: int) -> str:
+    """How many dev problems each predicted bin holds, and which are too few to fit a curve to."""
+    text = "dev problems per predicted bin: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in BINS)
+    few = [name for name in BINS if counts.get(name, 0) < minimum]
+    if few:
+        text += (f"; {', '.join(few)} {'has' if len(few) == 1 else 'have'} fewer than {minimum}: no curve is fitted "
+                 "there, the planner keeps its defaults (a larger dev set, or --min-bin-problems, changes that)")
+    return text
+
+
+def measure(lines_by_arm: Mapping[Arm, Iterable[ResultLine]], pass_at_1: Mapping[str, float], policy: str,
+            min_bin_problems: int = MIN_BIN_PROBLEMS) -> Measured:
+    """Points per arm and difficulty bin from the arms' result lines; bins holding fewer than `min_bin_problems`
+    dev problems get no points (and none at all is an InputError).
 
     `pass_at_1` holds the predicted pass@1 of every dev problem by problem id.
     """
+    bins = bin_counts(pass_at_1)
+    too_few = bins_too_small(bins, min_bin_problems)
     lines = {arm: [x for x in arm_lines if x.problem_id in pass_at_1] for arm, arm_lines in lines_by_arm.items()}
     cot = next((arm for arm in lines if arm.strategy == "cot"), None)
     if cot is None:
@@ -161,7 +198,7 @@ def measure(lines_by_arm: Mapping[Arm, Iterable[ResultLine]], pass_at_1: Mapping
             by_bin[difficulty_bin(p)].append((p, bool(x.correct), tokens))
         for bin_name in BINS:
             rows = by_bin.get(bin_name)
-            if not rows:
+            if not rows or bin_name in too_few:
                 continue
             ps, correct, tokens = zip(*rows)
             points.append({"policy": policy, "reward_model": arm.reward_model, "strategy": arm.strategy,
@@ -171,7 +208,7 @@ def measure(lines_by_arm: Mapping[Arm, Iterable[ResultLine]], pass_at_1: Mapping
     cot_ok = [x for x in lines[cot] if x.status == "ok"]
     meta = {policy: {"tokens_per_sample": round(float(np.mean([x.cost.completion_tokens for x in cot_ok])), 1),
                      "prompt_tokens": round(float(np.mean(list(cold_prompt.values()))), 1)}}
-    return Measured(points, meta, left_out)
+    return Measured(points, meta, left_out, bins, tuple(b for b in too_few if bins[b]))
 
 
 def _uncached(cost: Cost) -> int:
@@ -247,6 +284,7 @@ class CalibrateSettings:
     sizes: tuple[int, ...] = DEFAULT_SIZES
     policy: str | None = None  # default: the server's model, if the planner knows it
     runs_dir: Path | None = None  # default: OUTPUT without its suffix + ".runs"
+    min_bin_problems: int = MIN_BIN_PROBLEMS
 
     @property
     def runs_folder(self) -> Path:
@@ -285,6 +323,10 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
     planning = planning_for(replace(base, policy=settings.policy or base.policy))
     policy = planning.policy_of(served).name
     predictions, predictor_path = predict_all(planning, served, problems)
+    pass_at_1 = {pid: prediction.pass_at_1 for pid, prediction in predictions.items()}
+    counts = bin_counts(pass_at_1)
+    echo(describe_bins(counts, settings.min_bin_problems))
+    bins_too_small(counts, settings.min_bin_problems)  # refused before any arm runs
     grader = shared_grader(base.config.grading)
     folder = settings.runs_folder
     notes: list[str] = []
@@ -293,13 +335,13 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
         echo(f"[{i}/{len(arms)}] {arm.name}")
         lines_by_arm[arm] = _run_arm(arm, base, folder, served, problems, endpoint, scorer, planning, predictions,
                                      grader, notes, echo)
-    pass_at_1 = {pid: prediction.pass_at_1 for pid, prediction in predictions.items()}
-    measured = measure(lines_by_arm, pass_at_1, policy)
+    measured = measure(lines_by_arm, pass_at_1, policy, settings.min_bin_problems)
     rm = next((arm.reward_model for arm in arms if arm.reward_model), None)
     document = calibration_document(measured, {
         "endpoint": base.endpoint, "served_model": served, "dev_set": str(base.input),
         "dev_set_sha256": sha256_of(base.input), "problems": len(problems),
         "predictor": str(predictor_path), "bins_by": "predicted pass@1", "runs": str(folder),
+        "problems_per_bin": counts, "min_bin_problems": settings.min_bin_problems,
         "tokens": "Cost.tokens per problem, the prompt priced cold (see tts-planner calibrate --help)",
         "reward_model": rm, "scorer": base.scorer_kind, "config": base.config.to_dict()})
     calibration = write_calibration(document, settings.output)

@@ -10,17 +10,26 @@ import pytest
 
 from planner.cost import CostModel
 from planner.errors import InputError
-from planner.planning.allocation import Budget, allocate, check_pass_at_1, plan_each, plan_problem, uniform
+from planner.planning.allocation import (
+    Budget,
+    allocate,
+    check_pass_at_1,
+    plan_each,
+    plan_problem,
+    uniform,
+    uniform_at,
+)
 from planner.planning.curves import Curve
 from planner.planning.plan import compare, format_comparison
 from planner.planning.table import StrategyTable
-from planner.policies import policy
+from planner.policies import policy, reward_model
 from planner.strategies import REGISTRY
 
 REWARD_STRATEGIES = {name for name, spec in REGISTRY.items() if spec.needs_reward}
 
 SMALL = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 PRM = "Qwen/Qwen2.5-Math-PRM-7B"
+ORM_72B = "Qwen/Qwen2.5-Math-RM-72B"
 RNG = np.random.default_rng(7)
 BATCH = RNG.beta(0.6, 0.3, size=2000)  # shaped like MATH pass@1: most easy, a long hard tail
 
@@ -39,8 +48,8 @@ def test_budgets_must_be_positive_numbers(amount):
 
 
 def test_budget_units_are_checked():
-    with pytest.raises(InputError, match="unknown budget unit 'flops'"):
-        Budget(4, "flops")
+    with pytest.raises(InputError, match="unknown budget unit 'joules'"):
+        Budget(4, "joules")
 
 
 @pytest.mark.parametrize("bad", [[0.5, float("nan")], [0.5, 1.5], [-0.1]])
@@ -50,13 +59,39 @@ def test_pass_at_1_must_be_probabilities(bad):
     assert caught.value.field == "pass_at_1"
 
 
-def test_samples_budget_converts_to_tokens_with_prompts():
+def test_samples_budget_converts_to_policy_tokens_with_prompts():
     table = StrategyTable.default(SMALL)
     prompts = np.array([100.0, 300.0])
-    assert Budget(4).batch_tokens(table, prompts) == 400 + 2 * 4 * 600
-    assert Budget(4, total=True).batch_tokens(table, prompts) == 400 + 4 * 600
-    assert Budget(5000, "tokens").batch_tokens(table, prompts) == 10_000
-    assert Budget(5000, "tokens", total=True).batch_tokens(table, prompts) == 5000
+    flops, tokens = table.pricing(), table.pricing("tokens")
+    assert Budget(4).batch_cost(table, prompts, flops) == 400 + 2 * 4 * 600
+    assert Budget(4, total=True).batch_cost(table, prompts, flops) == 400 + 4 * 600
+    assert Budget(5000, "tokens").batch_cost(table, prompts, tokens) == 10_000
+    assert Budget(5000, "tokens", total=True).batch_cost(table, prompts, tokens) == 5000
+    assert Budget(2 * 1.54e9 * 5000, "flops", total=True).batch_cost(table, prompts, flops) == pytest.approx(5000)
+
+
+def test_budgets_in_samples_are_priced_in_flops_when_sizes_are_known():
+    """A 72B reward model's token costs 47 tokens of a 1.5B policy: in FLOPs the planner can afford far fewer
+    reward-model reads than the token count suggests, and the plan's FLOPs stay within the budget's."""
+    table = StrategyTable.default(SMALL, ORM_72B)
+    assert Budget(4).pricing(table).unit == "flops"
+    assert Budget(4).pricing(table).reward_weight == pytest.approx(72.7e9 / 1.54e9)
+    assert Budget(4, "tokens").pricing(table).reward_weight == 1.0
+    in_flops = allocate(BATCH, table, Budget(8))
+    in_tokens = allocate(BATCH, table, Budget(8 * 600 * len(BATCH) + 150 * len(BATCH), "tokens", total=True))
+    one_sample_flops = 2 * 1.54e9 * (150 + 8 * 600) * len(BATCH)
+    assert in_flops.flops() <= one_sample_flops * (1 + 1e-9)
+    assert in_tokens.flops() > 3 * one_sample_flops  # tokens-priced: the reward model's reads look cheap
+    assert in_flops.reward_tokens.sum() < in_tokens.reward_tokens.sum() / 5
+    flops_budget = allocate(BATCH, table, Budget(one_sample_flops, "flops", total=True))
+    assert flops_budget.flops() == pytest.approx(in_flops.flops(), rel=1e-3)
+
+
+def test_a_reward_model_of_unknown_size_is_priced_in_tokens_and_refuses_a_flop_budget():
+    table = StrategyTable.default(SMALL, reward_model("my-orm", kind="outcome"))
+    assert Budget(4).pricing(table).unit == "tokens"
+    with pytest.raises(InputError, match="size of the reward model my-orm is unknown"):
+        allocate(BATCH, table, Budget(1e15, "flops", total=True))
 
 
 def exhaustive_best(p: np.ndarray, table: StrategyTable, budget: int, sizes: range) -> float:
@@ -84,10 +119,10 @@ def test_allocation_spends_the_budget_and_beats_uniform(budget):
     for table in (StrategyTable.default(SMALL), StrategyTable.default(SMALL, PRM), sample_table()):
         plan = allocate(BATCH, table, Budget(budget))
         base = uniform(BATCH, table, Budget(budget))
-        assert plan.expected_cost.sum() <= plan.budget_tokens * (1 + 1e-12)
-        assert base.expected_cost.sum() <= plan.budget_tokens * (1 + 1e-12)
+        assert plan.priced_cost.sum() <= plan.budget * (1 + 1e-12)
+        assert base.priced_cost.sum() <= plan.budget * (1 + 1e-12)
         assert plan.expected_accuracy.mean() >= base.expected_accuracy.mean() - 1e-12
-        assert plan.expected_cost.sum() >= 0.995 * plan.budget_tokens  # more would still buy accuracy
+        assert plan.priced_cost.sum() >= 0.995 * plan.budget  # more would still buy accuracy
 
 
 def test_floor_and_cap_bound_every_problem():
@@ -148,7 +183,7 @@ def test_per_problem_prompts_are_paid_and_priced():
     p = np.full(4, 0.3)
     prompts = np.array([50.0, 50.0, 20_000.0, 20_000.0])
     plan = allocate(p, table, Budget(12), prompt_tokens=prompts)
-    assert plan.expected_cost.sum() <= plan.budget_tokens + 1e-6
+    assert plan.priced_cost.sum() <= plan.budget + 1e-6
     assert (plan.prompt_tokens == prompts).all()
     # a reward model reading a 20k-token problem costs more than the vote it would improve
     names = np.array(plan.strategies)[plan.strategy]
@@ -171,15 +206,19 @@ def test_uniform_gives_everyone_the_same_plan():
 
 
 def brute_force_plan(p: float, table: StrategyTable, samples: float) -> tuple[float, float]:
-    best = (-1.0, 0.0)
-    limit = table.cost.prompt_tokens + samples * table.sample_tokens()
+    """The best (accuracy, tokens) within `samples` chains of thought's FLOPs, by trying every option."""
+    best = (-1.0, 0.0, 0.0)
+    pricing = table.pricing()
+    limit = (table.cost.prompt_tokens + samples * table.sample_tokens()) * pricing.per_policy_token
     for name in table.strategies:
         for n in table.sizes(name):
-            cost = table.expected_cost(name, n).tokens
+            cost = table.expected_cost(name, n)
+            priced = pricing.of(cost)
             acc = float(table.accuracy(name, p, n))
-            if cost <= limit + 1e-9 and (acc > best[0] + 1e-12 or (abs(acc - best[0]) <= 1e-12 and cost < best[1])):
-                best = (acc, cost)
-    return best
+            if priced <= limit * (1 + 1e-9) and (acc > best[0] + 1e-12
+                                                 or (abs(acc - best[0]) <= 1e-12 and priced < best[2])):
+                best = (acc, cost.tokens, priced)
+    return best[:2]
 
 
 @pytest.mark.parametrize("p", [0.0, 0.03, 0.2, 0.45, 0.7, 0.95, 1.0])
@@ -190,7 +229,7 @@ def test_per_problem_plan_is_the_best_that_fits(p, samples):
     acc, cost = brute_force_plan(p, table, samples)
     assert plan.expected_accuracy == pytest.approx(acc, abs=1e-9)
     assert plan.expected_cost == pytest.approx(cost)
-    assert plan.expected_cost <= table.cost.prompt_tokens + samples * 600 + 1e-9
+    assert table.pricing().of(plan.cost()) <= 2 * 1.54e9 * (table.cost.prompt_tokens + samples * 600) * (1 + 1e-9)
 
 
 def test_per_problem_plans_in_tokens_and_errors():
@@ -223,13 +262,33 @@ def test_plans_carry_what_the_runner_and_the_user_need():
     assert summary["tokens"] == pytest.approx(plan.expected_cost.sum())
 
 
-def test_comparison_table_against_uniform():
+def test_comparison_table_against_uniform_at_equal_compute():
     table = StrategyTable.default(SMALL)
-    plan, base = allocate(BATCH, table, Budget(4)), uniform(BATCH, table, Budget(4))
+    plan = allocate(BATCH, table, Budget(4))
+    base = uniform_at(plan, table)
     result = compare(plan, base)
-    assert result["accuracy_gain"] > 0 and result["token_ratio"] <= 1 + 1e-12
+    assert result["accuracy_gain"] > 0 and result["spend_ratio"] == pytest.approx(1.0)
     text = format_comparison(plan, base)
-    assert "uniform (majority@4)" in text and "allocated" in text and "hard" in text
+    assert "Priced in FLOPs" in text and "Baseline at equal compute: uniform (majority@" in text
+    assert "allocated" in text and "hard" in text and "TFLOPs/problem" in text
+
+
+def test_uniform_at_the_plans_spend_interpolates_between_two_sizes():
+    """A plan that spends between two sizes of the best uniform strategy is compared with a mix of both that
+    spends exactly as much (the larger size on a share of the problems), never with a cheaper uniform run."""
+    table = StrategyTable.default(SMALL, PRM)
+    plan = allocate(BATCH, table, Budget(16), cap=Budget(10))
+    base = uniform_at(plan, table)
+    assert base.spend() == pytest.approx(plan.spend(), rel=1e-9)
+    low, high = (int(n) for n in base.label.split("@")[1].rstrip(")").split("-"))
+    assert high > low and "on average" in base.note
+    name = base.label.split("(")[1].split("@")[0]
+    p = plan.pass_at_1
+    accuracies = [table.accuracy(name, p, n).mean() for n in (low, high)]
+    assert min(accuracies) <= base.expected_accuracy.mean() <= max(accuracies)
+    voting = StrategyTable.default(SMALL)
+    exact = uniform_at(uniform(BATCH, voting, Budget(8)), voting)  # spends exactly majority@8's compute
+    assert exact.label == "uniform (majority@8)" and exact.note == ""
 
 
 def test_large_batches_allocate_exactly_and_deterministically():
@@ -237,5 +296,5 @@ def test_large_batches_allocate_exactly_and_deterministically():
     table = StrategyTable.default(SMALL, PRM)
     first, second = allocate(p, table, Budget(6)), allocate(p, table, Budget(6))
     assert (first.size == second.size).all() and (first.strategy == second.strategy).all()
-    assert first.expected_cost.sum() <= first.budget_tokens * (1 + 1e-12)
-    assert first.expected_cost.sum() >= first.budget_tokens * 0.999
+    assert first.priced_cost.sum() <= first.budget * (1 + 1e-12)
+    assert first.priced_cost.sum() >= first.budget * 0.999

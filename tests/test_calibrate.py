@@ -24,6 +24,7 @@ from sglang_plugin.calibrate import (
     CalibrateSettings,
     calibrate,
     calibration_document,
+    describe_bins,
     measure,
     sweep_arms,
     weighted_error,
@@ -58,7 +59,7 @@ def server():
 def sweep(url: str, folder: Path, **changes) -> CalibrateSettings:
     run = RunSettings(endpoint=url, input=folder / "dev.jsonl", output=folder / "calibration.json",
                       reward_endpoint=url, transport=FAST, progress=False, retry_delay=0.0, concurrency=4)
-    values = dict(strategies=("cot", "majority", "best_of_n"), sizes=(1, 2, 4))
+    values = dict(strategies=("cot", "majority", "best_of_n"), sizes=(1, 2, 4), min_bin_problems=3)
     values.update(changes)
     return CalibrateSettings(run, folder / "calibration.json", **values)
 
@@ -90,7 +91,8 @@ def test_arms_run_cot_first_at_the_sizes_the_planner_offers():
 
 
 def test_sweep_writes_a_file_the_planner_loads_with_points_from_the_runs(swept):
-    settings, result, _ = swept
+    settings, result, messages = swept
+    assert messages[0].startswith("dev problems per predicted bin: easy 13, medium 3, hard 0; hard has fewer than 3")
     calibration = load_calibration(settings.output)
     assert calibration.points == result.calibration.points
     assert {pt.strategy for pt in calibration.points} == {"cot", "majority", "best_of_n"}
@@ -158,7 +160,7 @@ def test_cold_prompt_is_added_back_and_failed_runs_are_left_out():
     p = {"a": 0.8, "b": 0.7, "c": 0.3}
     cot = [line("a", True, 400, 120, 20), line("b", False, 500, 150, 30), line("c", True, 450, 130, 30)]
     majority = [line("a", True, 1500, 600, 590), line("b", True, 1600, 700, 50), line("c", False, 0, 0, 0, "failed")]
-    measured = measure({Arm("cot", 1): cot, Arm("majority", 4): majority}, p, POLICY)
+    measured = measure({Arm("cot", 1): cot, Arm("majority", 4): majority}, p, POLICY, min_bin_problems=1)
     points = {(pt["strategy"], pt["bin"]): pt for pt in measured.points}
     assert points[("cot", "easy")]["tokens"] == 450.0 and points[("cot", "easy")]["accuracy"] == 0.5
     # a: its cold prompt (100 tokens uncached by cot) was cached this time; b's was 120 but only 50 were cached
@@ -168,12 +170,30 @@ def test_cold_prompt_is_added_back_and_failed_runs_are_left_out():
     assert measured.policies[POLICY] == {"tokens_per_sample": pytest.approx((300 + 380 + 350) / 3, abs=0.06),
                                          "prompt_tokens": pytest.approx((100 + 120 + 100) / 3, abs=0.06)}
     with pytest.raises(InputError, match="cot arm"):
-        measure({Arm("majority", 4): majority}, p, POLICY)
+        measure({Arm("majority", 4): majority}, p, POLICY, min_bin_problems=1)
+
+
+def test_a_bin_with_too_few_problems_is_counted_and_not_fitted():
+    """The issue: 40 dev problems fitted a medium curve to 3 problems, silently. Each bin's count is said, and a
+    bin under the minimum gets no points (the planner keeps its defaults there)."""
+    def line(pid, correct):
+        return ResultLine(pid, None, "ok", Cost(100, 300), correct=correct)
+
+    p = {f"e{i}": 0.8 for i in range(12)} | {f"m{i}": 0.3 for i in range(3)}
+    runs = {Arm("cot", 1): [line(pid, pid.startswith("e")) for pid in p]}
+    measured = measure(runs, p, POLICY)
+    assert {pt["bin"] for pt in measured.points} == {"easy"} and measured.too_few == ("medium",)
+    assert measured.bins == {"easy": 12, "medium": 3, "hard": 0}
+    text = describe_bins(measured.bins, 10)
+    assert text.startswith("dev problems per predicted bin: easy 12, medium 3, hard 0; medium, hard have fewer "
+                           "than 10: no curve is fitted there")
+    with pytest.raises(InputError, match=r"no predicted difficulty bin holds 20 dev problems \(easy 12, medium 3"):
+        measure(runs, p, POLICY, min_bin_problems=20)
 
 
 def test_an_invalid_calibration_is_never_written(tmp_path):
     measured = measure({Arm("cot", 1): [ResultLine("a", None, "ok", Cost(100, 300), correct=True)]}, {"a": 0.6},
-                       POLICY)
+                       POLICY, min_bin_problems=1)
     document = calibration_document(measured, {})
     document["points"][0]["bin"] = "medium"
     target = tmp_path / "calibration.json"
@@ -199,9 +219,14 @@ def test_dev_problems_need_reference_answers_and_a_down_server_is_named(server, 
 def test_cli_calibrates_then_reports_on_the_runs(server, tmp_path):
     write_problems(tmp_path / "dev.jsonl", 8)
     output = tmp_path / "cal.json"
-    result = CliRunner().invoke(main, ["calibrate", "--endpoint", server.url, "--input", str(tmp_path / "dev.jsonl"),
-                                       "--strategies", "cot,majority", "--sizes", "1,4", "-o", str(output), "-j", "4"])
+    command = ["calibrate", "--endpoint", server.url, "--input", str(tmp_path / "dev.jsonl"), "--strategies",
+               "cot,majority", "--sizes", "1,4", "-o", str(output), "-j", "4"]
+    refused = CliRunner().invoke(main, command)
+    assert refused.exit_code == 1 and "no predicted difficulty bin holds 10 dev problems" in refused.output
+    assert not (tmp_path / "cal.runs").exists()  # refused before any arm ran
+    result = CliRunner().invoke(main, command + ["--min-bin-problems", "2"])
     assert result.exit_code == 0, result.output
+    assert "dev problems per predicted bin: easy " in result.output
     assert f"wrote {output}" in result.output and "budget (samples)" in result.output
     assert json.loads(output.read_text(encoding="utf-8"))["format"] == "tts-planner-calibration"
     runs = sorted((tmp_path / "cal.runs").glob("*.jsonl"))
@@ -213,3 +238,20 @@ def test_cli_calibrates_then_reports_on_the_runs(server, tmp_path):
     bad = CliRunner().invoke(main, ["calibrate", "--endpoint", server.url, "--input", str(tmp_path / "dev.jsonl"),
                                     "--strategies", "best_of_n"])
     assert bad.exit_code == 1 and "reward model" in bad.output
+
+
+def test_plan_uses_the_reward_model_the_calibration_measured(swept, tmp_path):
+    """The issue: `plan --calibration` silently dropped the file's reward model and planned cot and majority only."""
+    settings, _, _ = swept
+    examples = Path(__file__).resolve().parents[1] / "examples" / "problems.jsonl"
+    common = ["plan", str(examples), "--calibration", str(settings.output), "-o", str(tmp_path / "plans.jsonl")]
+    result = CliRunner().invoke(main, common + ["--budget", "400"])
+    assert result.exit_code == 0, result.output
+    assert f"note: planning with the reward model {ORM}, which {settings.output} measured" in result.output
+    assert f"note: curves and costs of cot, majority, best_of_n fitted to {settings.output}" in result.output
+    assert "best_of_n" in {line["plan"]["strategy"] for line in lines(tmp_path / "plans.jsonl")}
+    without = CliRunner().invoke(main, common + ["--budget", "400", "--reward-model", "none"])
+    assert without.exit_code == 0 and "planning with the reward model" not in without.output
+    assert {line["plan"]["strategy"] for line in lines(tmp_path / "plans.jsonl")} <= {"cot", "majority"}
+    other = CliRunner().invoke(main, common + ["--budget", "4", "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B"])
+    assert f"measured {ORM}, not Qwen/Qwen2.5-Math-PRM-7B" in other.output

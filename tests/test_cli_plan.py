@@ -20,10 +20,11 @@ def test_plan_gives_every_problem_a_plan_and_compares_with_uniform():
         assert plan["strategy"] in {"cot", "majority"}  # no reward model served: voting only
         assert plan["size"] >= 1 and 0 <= plan["expected_accuracy"] <= 1 and plan["expected_cost"] > 0
         assert plan["difficulty"] in {"easy", "medium", "hard"} and 0 <= plan["pass_at_1"] <= 1
-    assert "uniform (" in result.stderr and "allocated" in result.stderr
-    summary = [line for line in result.stderr.splitlines() if line.startswith(("uniform", "allocated"))]
-    uniform_acc, planned_acc = (float(line.split()[-4]) for line in summary)
-    assert planned_acc >= uniform_acc - 1e-9  # the allocation is never worse than uniform on its own curves
+    assert "Baseline at equal compute: uniform (majority@" in result.stderr and "allocated" in result.stderr
+    summary = [line.split() for line in result.stderr.splitlines() if line.startswith(("uniform", "allocated"))]
+    (uniform_acc, uniform_flops), (planned_acc, planned_flops) = ((row[-5], row[-3]) for row in summary)
+    assert float(planned_acc) >= float(uniform_acc) - 1e-9  # the allocation is never worse on its own curves
+    assert planned_flops == uniform_flops  # compared at the same compute
 
 
 def test_total_token_budget_is_respected_and_output_file_written(tmp_path):
@@ -82,3 +83,18 @@ def test_plan_output_keeps_the_whole_input_record():
     record = lines(run("plan", EXAMPLES, "--budget", 4).stdout)[0]
     original = json.loads(EXAMPLES.read_text(encoding="utf-8").splitlines()[0])
     assert {k: record[k] for k in original} == original
+
+
+def test_a_72b_reward_model_is_priced_by_its_flops_and_the_baseline_spends_the_same():
+    """The issue's case: with a 72B outcome RM the plan once reported 1.46 PFLOPs against the baseline's 20.02
+    "at the same budget". Priced in FLOPs, both spend the same compute, and --budget-flops bounds it."""
+    result = run("plan", EXAMPLES, "--budget", 4, "--reward-model", "Qwen/Qwen2.5-Math-RM-72B")
+    assert "Priced in FLOPs" in result.stderr and "Baseline at equal compute" in result.stderr
+    totals = [line.split()[-2] for line in result.stderr.splitlines() if line.startswith(("uniform", "allocated"))]
+    assert len(totals) == 2 and totals[0] == totals[1]
+    budget = 24 * 2 * 1.54e9 * (150 + 4 * 600)
+    capped = run("plan", EXAMPLES, "--budget-flops", budget, "--reward-model", "Qwen/Qwen2.5-Math-RM-72B")
+    plans = [r["plan"] for r in lines(capped.stdout)]
+    assert len(plans) == 24 and "Priced in FLOPs" in capped.stderr
+    total = next(line for line in capped.stderr.splitlines() if line.startswith("allocated")).split()
+    assert float(total[-2]) * 1e15 <= budget * 1.001

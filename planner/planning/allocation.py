@@ -1,18 +1,24 @@
 """Turn predicted pass@1 into plans: the best strategy within a per-problem budget, and a batch budget split
 where it buys the most expected accuracy.
 
-Batch allocation is greedy on marginal gain per token, optimal when each problem's accuracy is concave in
-the tokens spent on it. It is computed as its Lagrangian dual: for a price lambda per token, each problem
-takes the option (strategy, size) maximising accuracy - lambda * tokens, which is always a vertex of the
-upper concave hull of its options, so the envelope of several strategies (not concave in general) and
-majority voting's falling curve on hard problems are handled too. Bisection finds the lambda that spends
-the budget; problems indifferent at that price are upgraded in order of gain per token until the remainder
-runs out. Decisions use the curves on a grid of 1001 pass@1 values (p rounded to 0.001), so a bisection
-step costs a few grid-sized array operations plus a gather per problem: 100,000 problems allocate in about
-0.15 s on two cores (benchmarks/plan_speed.py).
+Everything is priced on one compute axis (planner.cost.Pricing): FLOPs by default when the models' sizes are
+known, so a reward-model token costs 2 x the reward model's parameters, not one policy token; tokens when the
+user budgets in tokens or a reward model's size is unknown. Internally costs are policy-token equivalents.
+
+Batch allocation is greedy on marginal gain per unit of cost, optimal when each problem's accuracy is concave
+in what is spent on it. It is computed as its Lagrangian dual: for a price lambda, each problem takes the
+option (strategy, size) maximising accuracy - lambda * cost, which is always a vertex of the upper concave
+hull of its options, so the envelope of several strategies (not concave in general) and majority voting's
+falling curve on hard problems are handled too. Bisection finds the lambda that spends the budget; problems
+indifferent at that price are upgraded in order of gain per cost until the remainder runs out. Decisions use
+the curves on a grid of 1001 pass@1 values (p rounded to 0.001), so a bisection step costs a few grid-sized
+array operations plus a gather per problem: 100,000 problems allocate in about 0.15 s on two cores
+(benchmarks/plan_speed.py).
 
 Prompts are paid by every option alike; the reward model's problem prefix (read once per problem) is the one
 per-problem cost that differs between options, and is priced per problem exactly.
+
+The baseline a plan is judged against is `uniform_at`: one strategy for every problem, at the plan's own spend.
 """
 
 from __future__ import annotations
@@ -25,22 +31,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.cost import Pricing
 from planner.errors import InputError
 from planner.planning.plan import BatchPlan, Plan
 from planner.planning.table import Options, StrategyTable
 from planner.strategies import MAX_SIZE
 
-UNITS = ("samples", "tokens")
+UNITS = ("samples", "tokens", "flops")
 GRID = 1000  # pass@1 resolution of allocation decisions: 1 / GRID
 _TINY_PRICE, _HUGE_PRICE, _BISECTIONS = 1e-12, 1e6, 64
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A compute budget. In samples, one unit is the cost of one plain chain-of-thought sample of the policy
-    (its tokens_per_sample), on top of each problem's prompt: "4 samples" buys exactly majority-of-4 for
-    every problem, and less of any strategy that also pays a reward model. In tokens, the amount counts
-    everything (planner.cost's unit). `total` makes it the batch's budget instead of a per-problem average.
+    """A compute budget. In samples, one unit is the compute of one plain chain-of-thought sample of the policy
+    (its tokens_per_sample), on top of each problem's prompt, and options are priced in FLOPs when the models'
+    sizes are known: "4 samples" buys exactly majority-of-4 for every problem, and fewer samples of a strategy
+    that also pays a reward model, the fewer the larger the reward model. In tokens, the amount counts every
+    token alike (planner.cost's unit); in FLOPs, 2 x parameters per token of each model. `total` makes it the
+    batch's budget instead of a per-problem average.
     """
 
     amount: float
@@ -55,18 +64,27 @@ class Budget:
                 or amount <= 0:
             raise InputError(f"must be a positive number, got {amount!r}", field="budget")
 
-    def batch_tokens(self, table: StrategyTable, prompt: np.ndarray) -> float:
-        """The whole batch's budget in tokens."""
-        count = 1 if self.total else len(prompt)
-        if self.unit == "tokens":
-            return float(self.amount * count)
-        return float(prompt.sum() + self.amount * count * table.sample_tokens())
+    def pricing(self, table: StrategyTable) -> Pricing:
+        """Tokens for a token budget, FLOPs for a FLOP budget, and for samples FLOPs when the sizes are known."""
+        return table.pricing(None if self.unit == "samples" else self.unit)
 
-    def extra_tokens(self, table: StrategyTable, what: str) -> float:
-        """A per-problem bound on tokens beyond the problem's own prompt (for floors and caps)."""
+    def batch_cost(self, table: StrategyTable, prompt: np.ndarray, pricing: Pricing) -> float:
+        """The whole batch's budget in policy-token equivalents of `pricing`."""
+        count = 1 if self.total else len(prompt)
+        if self.unit == "samples":
+            return float(prompt.sum() + self.amount * count * table.sample_tokens())
+        return float(self.amount * count / self._per_policy_token(pricing))
+
+    def extra_cost(self, table: StrategyTable, what: str, pricing: Pricing) -> float:
+        """A per-problem bound on cost beyond the problem's own prompt (for floors and caps)."""
         if self.total:
             raise InputError(f"a {what} is per problem; it cannot be a total", field=what)
-        return float(self.amount * table.sample_tokens()) if self.unit == "samples" else float(self.amount)
+        if self.unit == "samples":
+            return float(self.amount * table.sample_tokens())
+        return float(self.amount / self._per_policy_token(pricing))
+
+    def _per_policy_token(self, pricing: Pricing) -> float:
+        return 2.0 * pricing.policy_params if self.unit == "flops" else 1.0
 
 
 def check_pass_at_1(p: Iterable[float] | np.ndarray) -> np.ndarray:
@@ -94,26 +112,28 @@ def _prompts(prompt_tokens: float | Iterable[float] | None, n: int, table: Strat
 
 
 def _setup(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, strategies: Iterable[str] | None,
-           max_size: int, prompt_tokens: float | Iterable[float] | None) -> tuple[np.ndarray, _Menu, np.ndarray]:
+           max_size: int, prompt_tokens: float | Iterable[float] | None,
+           pricing: Pricing) -> tuple[np.ndarray, _Menu, np.ndarray]:
     p = check_pass_at_1(pass_at_1)
     if p.size == 0:
         raise InputError("no problems to plan", field="pass_at_1")
     names = None if strategies is None else tuple(strategies)
-    return p, _menu(table, names, max_size), _prompts(prompt_tokens, p.size, table)
+    return p, _menu(table, names, max_size, pricing), _prompts(prompt_tokens, p.size, table)
 
 
 @functools.lru_cache(maxsize=32)
-def _menu(table: StrategyTable, strategies: tuple[str, ...] | None, max_size: int) -> _Menu:
+def _menu(table: StrategyTable, strategies: tuple[str, ...] | None, max_size: int, pricing: Pricing) -> _Menu:
     """Menus are pure functions of an (unchanging) table, so planning one problem at a time reuses them."""
-    return _Menu(table, strategies, max_size)
+    return _Menu(table, strategies, max_size, pricing)
 
 
 class _Menu:
     """A table's options evaluated on the pass@1 grid: what allocation decisions are made on."""
 
-    def __init__(self, table: StrategyTable, strategies: Iterable[str] | None, max_size: int) -> None:
-        self.table = table
-        self.options: Options = table.options(strategies, max_size)
+    def __init__(self, table: StrategyTable, strategies: Iterable[str] | None, max_size: int,
+                 pricing: Pricing) -> None:
+        self.table, self.pricing = table, pricing
+        self.options: Options = table.options(strategies, max_size, pricing.reward_weight)
         self.values = table.option_accuracy(self.options, np.linspace(0.0, 1.0, GRID + 1))
         self.best_prefix = {}
         for uses_prefix in (False, True):
@@ -137,11 +157,14 @@ class _Menu:
     def batch_plan(self, label: str, p: np.ndarray, choice: np.ndarray, prompt: np.ndarray,
                    budget: float) -> BatchPlan:
         opts, table = self.options, self.table
-        rm = table.reward_model
         return BatchPlan(label, p, opts.strategies, opts.strategy[choice], opts.size[choice].astype(int),
                          self.accuracy(p, choice), prompt.copy(), opts.policy_unit[choice],
-                         opts.reward_unit[choice] + opts.reward_prefix[choice] * prompt, budget,
-                         table.policy.params, rm.params if rm else 0.0, table.beam_width)
+                         opts.reward_unit[choice] + opts.reward_prefix[choice] * prompt, budget, self.pricing,
+                         table.beam_width)
+
+    def spend(self, choice: np.ndarray, prompt: np.ndarray) -> np.ndarray:
+        """Priced cost of each problem under `choice` (policy-token equivalents)."""
+        return prompt * (1.0 + self.options.prefix_cost[choice]) + self.options.variable_cost[choice]
 
 
 def allocate(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, budget: Budget, *,
@@ -150,18 +173,19 @@ def allocate(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, budg
              prompt_tokens: float | Iterable[float] | None = None) -> BatchPlan:
     """Split `budget` over the batch where it buys the most expected accuracy.
 
-    Every problem gets an option whose tokens beyond its prompt lie within [floor, cap] (the default floor,
+    Every problem gets an option whose cost beyond its prompt lies within [floor, cap] (the default floor,
     one sample, guarantees every problem an answer).
     """
-    p, menu, prompt = _setup(pass_at_1, table, strategies, max_size, prompt_tokens)
-    total = budget.batch_tokens(table, prompt)
-    allowed = _within(menu.options, table, floor, cap)
+    pricing = budget.pricing(table)
+    p, menu, prompt = _setup(pass_at_1, table, strategies, max_size, prompt_tokens, pricing)
+    total = budget.batch_cost(table, prompt, pricing)
+    allowed = _within(menu.options, table, floor, cap, pricing)
     chooser = _Chooser(menu, allowed, menu.bucket(p), prompt)
     cheapest = chooser.choose(_HUGE_PRICE)
     floor_cost = chooser.cost(cheapest).sum()
     if floor_cost > total * (1 + 1e-12):
-        raise InputError(f"a budget of {total:,.0f} tokens is below the floor: the cheapest allowed plan for "
-                         f"these {p.size} problems costs {floor_cost:,.0f} tokens", field="budget")
+        raise InputError(f"a budget of {_describe(pricing, total)} is below the floor: the cheapest allowed plan "
+                         f"for these {p.size} problems costs {_describe(pricing, floor_cost)}", field="budget")
     richest = chooser.choose(_TINY_PRICE)
     if chooser.cost(richest).sum() <= total:
         return menu.batch_plan("allocated", p, richest, prompt, total)
@@ -176,26 +200,31 @@ def allocate(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, budg
     return menu.batch_plan("allocated", p, choice, prompt, total)
 
 
-def _within(options: Options, table: StrategyTable, floor: Budget | None, cap: Budget | None) -> np.ndarray:
-    extra = options.variable_tokens
+def _describe(pricing: Pricing, cost: float) -> str:
+    return pricing.describe(cost * pricing.per_policy_token)
+
+
+def _within(options: Options, table: StrategyTable, floor: Budget | None, cap: Budget | None,
+            pricing: Pricing) -> np.ndarray:
+    extra = options.variable_cost
     allowed = np.ones(len(options), dtype=bool)
     if floor is not None:
-        allowed &= extra >= floor.extra_tokens(table, "floor") * (1 - 1e-9)
+        allowed &= extra >= floor.extra_cost(table, "floor", pricing) * (1 - 1e-9)
     if cap is not None:
-        allowed &= extra <= cap.extra_tokens(table, "cap") * (1 + 1e-9)
+        allowed &= extra <= cap.extra_cost(table, "cap", pricing) * (1 + 1e-9)
     if not allowed.any():
         raise InputError("no strategy size costs between the floor and the cap; widen them", field="floor")
     return allowed
 
 
 class _Chooser:
-    """Each problem's best option at a price per token, and the fill-up that spends the remainder."""
+    """Each problem's best option at a price per unit of cost, and the fill-up that spends the remainder."""
 
     def __init__(self, menu: _Menu, allowed: np.ndarray, bucket: np.ndarray, prompt: np.ndarray) -> None:
         opts = menu.options
         self.menu, self.bucket, self.prompt = menu, bucket, prompt
-        self.extra = opts.variable_tokens
-        self.prefix = opts.reward_prefix
+        self.extra = opts.variable_cost
+        self.weight = opts.reward_weight
         self.plain = np.flatnonzero(allowed & ~opts.reward_prefix)
         self.scored = np.flatnonzero(allowed & opts.reward_prefix)
 
@@ -211,15 +240,15 @@ class _Chooser:
         if self.scored.size == 0:
             return plain_pick[self.bucket]
         scored_value, scored_pick = self._best(self.scored, price)
-        use_scored = scored_value[self.bucket] - price * self.prompt > plain_value[self.bucket]
+        use_scored = scored_value[self.bucket] - price * self.weight * self.prompt > plain_value[self.bucket]
         return np.where(use_scored, scored_pick[self.bucket], plain_pick[self.bucket])
 
     def cost(self, choice: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Tokens of each problem (or of problems `rows`) under `choice`."""
-        return self.prompt[rows] * (1.0 + self.prefix[choice]) + self.extra[choice]
+        """Priced cost of each problem (or of problems `rows`) under `choice`."""
+        return self.menu.spend(choice, self.prompt[rows])
 
     def fill(self, affordable: np.ndarray, richer: np.ndarray, total: float) -> np.ndarray:
-        """Upgrade problems from `affordable` to `richer` by gain per token while the budget lasts."""
+        """Upgrade problems from `affordable` to `richer` by gain per cost while the budget lasts."""
         moved = np.flatnonzero(affordable != richer)
         if moved.size == 0:
             return affordable
@@ -235,24 +264,91 @@ class _Chooser:
         return choice
 
 
+def _option_spend(menu: _Menu, prompt: np.ndarray) -> np.ndarray:
+    """Each option's priced cost over the whole batch, were every problem given it."""
+    opts = menu.options
+    return prompt.sum() * (1.0 + opts.prefix_cost) + prompt.size * opts.variable_cost
+
+
 def uniform(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, budget: Budget, *,
             strategies: Iterable[str] | None = None, max_size: int = MAX_SIZE,
             prompt_tokens: float | Iterable[float] | None = None) -> BatchPlan:
     """The baseline without a predictor: one strategy and size for every problem, the one with the best
-    expected accuracy whose cost over the batch fits the same budget."""
-    p, menu, prompt = _setup(pass_at_1, table, strategies, max_size, prompt_tokens)
-    total = budget.batch_tokens(table, prompt)
-    opts = menu.options
-    spend = prompt.sum() * (1.0 + opts.reward_prefix) + p.size * opts.variable_tokens
+    expected accuracy whose cost over the batch fits the budget."""
+    pricing = budget.pricing(table)
+    p, menu, prompt = _setup(pass_at_1, table, strategies, max_size, prompt_tokens, pricing)
+    total = budget.batch_cost(table, prompt, pricing)
+    spend = _option_spend(menu, prompt)
     fits = np.flatnonzero(spend <= total * (1 + 1e-12))
     if fits.size == 0:
-        raise InputError(f"a budget of {total:,.0f} tokens cannot give every problem even one sample "
-                         f"({spend.min():,.0f} tokens)", field="budget")
+        raise InputError(f"a budget of {_describe(pricing, total)} cannot give every problem even one sample "
+                         f"({_describe(pricing, spend.min())})", field="budget")
     counts = np.bincount(menu.bucket(p), minlength=GRID + 1)
     mean = counts @ menu.values[:, fits] / p.size
     best = fits[int(np.argmax(mean))]
-    name = opts.strategies[opts.strategy[best]]
-    return menu.batch_plan(f"uniform ({name}@{int(opts.size[best])})", p, np.full(p.size, best), prompt, total)
+    name = menu.options.strategies[menu.options.strategy[best]]
+    return menu.batch_plan(f"uniform ({name}@{int(menu.options.size[best])})", p, np.full(p.size, best), prompt,
+                           total)
+
+
+def uniform_at(plan: BatchPlan, table: StrategyTable, *, strategies: Iterable[str] | None = None,
+               max_size: int = MAX_SIZE) -> BatchPlan:
+    """The uniform baseline at exactly the plan's spend, so the two compare at equal compute.
+
+    A strategy's batch accuracy against its batch spend, one point per size, is its curve; the baseline at the
+    plan's spend is the best point on the curve's upper concave hull there: two neighbouring sizes, the larger
+    given to a share of the problems chosen at random (per problem, the share-weighted mix of both). The
+    strategy whose curve is highest at that spend wins. A strategy whose largest size spends less is taken at
+    that size; one whose smallest size spends more is not eligible.
+    """
+    pricing, p, prompt = plan.pricing, plan.pass_at_1, plan.prompt_tokens
+    p, menu, prompt = _setup(p, table, strategies, max_size, prompt, pricing)
+    opts = menu.options
+    target = float(plan.priced_cost.sum())
+    spend = _option_spend(menu, prompt)
+    counts = np.bincount(menu.bucket(p), minlength=GRID + 1)
+    mean = counts @ menu.values / p.size
+    best: tuple[float, int, int, float] | None = None  # accuracy, option below, option above, share above
+    for i in range(len(opts.strategies)):
+        cols = np.flatnonzero(opts.strategy == i)
+        mix = _hull_at(spend[cols], mean[cols], target)
+        if mix is not None and (best is None or mix[0] > best[0] + 1e-12):
+            best = (mix[0], int(cols[mix[1]]), int(cols[mix[2]]), mix[3])
+    if best is None:
+        raise InputError(f"no uniform strategy spends as little as the plan ({_describe(pricing, target)})",
+                         field="budget")
+    _, low, high, share = best
+    base = menu.batch_plan("", p, np.full(p.size, low), prompt, target)
+    name, n_low, n_high = opts.strategies[opts.strategy[low]], int(opts.size[low]), int(opts.size[high])
+    if share <= 1e-9 or low == high:
+        base.label = f"uniform ({name}@{n_low})"
+        return base
+    top = menu.batch_plan("", p, np.full(p.size, high), prompt, target)
+    for column in ("expected_accuracy", "generated_tokens", "reward_tokens"):
+        setattr(base, column, (1.0 - share) * getattr(base, column) + share * getattr(top, column))
+    base.label = f"uniform ({name}@{n_low}-{n_high})"
+    base.note = (f"{name}@{n_high} on {share:.0%} of problems, @{n_low} on the rest: "
+                 f"{(1 - share) * n_low + share * n_high:.2f} on average")
+    return base
+
+
+def _hull_at(spend: np.ndarray, accuracy: np.ndarray, target: float) -> tuple[float, int, int, float] | None:
+    """The best mix of two points of (spend, accuracy) that spends `target`: (accuracy, lower point, upper point,
+    share of the upper one). The last point when even it spends less; None when every point spends more."""
+    order = np.argsort(spend, kind="stable")
+    spend, accuracy = spend[order], accuracy[order]
+    if spend[0] > target * (1 + 1e-9):
+        return None
+    below = np.flatnonzero(spend <= target * (1 + 1e-9))
+    above = np.flatnonzero(spend > target * (1 + 1e-9))
+    best = max(((accuracy[i], i, i, 0.0) for i in below), key=lambda t: t[0])
+    for i in below:
+        for j in above:
+            share = (target - spend[i]) / (spend[j] - spend[i])
+            value = (1.0 - share) * accuracy[i] + share * accuracy[j]
+            if value > best[0] + 1e-12:
+                best = (value, i, j, share)
+    return best[0], int(order[best[1]]), int(order[best[2]]), best[3]
 
 
 def plan_each(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, budget: Budget, *,
@@ -262,26 +358,28 @@ def plan_each(pass_at_1: Iterable[float] | np.ndarray, table: StrategyTable, bud
     `budget` (ties go to the cheaper option)."""
     if budget.total:
         raise InputError("a per-problem plan needs a per-problem budget, not a total", field="budget")
-    p, menu, prompt = _setup(pass_at_1, table, strategies, max_size, prompt_tokens)
+    pricing = budget.pricing(table)
+    p, menu, prompt = _setup(pass_at_1, table, strategies, max_size, prompt_tokens, pricing)
     opts = menu.options
-    spare = np.full(p.size, budget.amount * table.sample_tokens()) if budget.unit == "samples" \
-        else budget.amount - prompt
+    amount = budget.extra_cost(table, "budget", pricing)
+    spare = np.full(p.size, amount) if budget.unit == "samples" else amount - prompt  # tokens and FLOPs include it
     bucket = menu.bucket(p)
     choice = np.full(p.size, -1, dtype=np.intp)
     best_value = np.full(p.size, -np.inf)
     for uses_prefix, (cols, values, first) in menu.best_prefix.items():
         # Options are sorted by cost, so the affordable ones are a prefix of `cols`.
-        limit = spare - prompt if uses_prefix else spare
-        count = np.searchsorted(opts.variable_tokens[cols], limit * (1 + 1e-12), side="right")
+        limit = spare - opts.reward_weight * prompt if uses_prefix else spare
+        count = np.searchsorted(opts.variable_cost[cols], limit * (1 + 1e-12), side="right")
         at = first[bucket, np.maximum(count - 1, 0)]
         value = np.where(count > 0, values[bucket, at], -np.inf)
         better = value > best_value + 1e-12
         choice = np.where(better, cols[at], choice)
         best_value = np.maximum(best_value, value)
     if (choice < 0).any():
-        raise InputError("the per-problem budget does not cover one sample "
-                         f"({opts.variable_tokens.min():,.0f} tokens beyond the prompt)", field="budget")
-    return menu.batch_plan("per problem", p, choice, prompt, budget.batch_tokens(table, prompt))
+        cheapest = opts.variable_cost.min()
+        raise InputError(f"the per-problem budget does not cover one sample ({_describe(pricing, cheapest)} "
+                         "beyond the prompt)", field="budget")
+    return menu.batch_plan("per problem", p, choice, prompt, budget.batch_cost(table, prompt, pricing))
 
 
 def _running_argmax(values: np.ndarray) -> np.ndarray:

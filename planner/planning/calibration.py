@@ -75,6 +75,11 @@ class Calibration:
     points: tuple[CalibrationPoint, ...]
     policies: dict[str, dict[str, float]]
 
+    def reward_models_for(self, policy: Policy) -> list[str]:
+        """The reward models the file measured with this policy, in order of first appearance."""
+        names = (pt.reward_model for pt in self.points if pt.policy == policy.name and pt.reward_model is not None)
+        return list(dict.fromkeys(names))
+
     def points_for(self, policy: Policy, reward_model: RewardModel | None) -> list[CalibrationPoint]:
         rm_name = reward_model.name if reward_model else None
         return [pt for pt in self.points if pt.policy == policy.name

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.cost import Cost
+from planner.cost import Cost, Pricing
 from planner.difficulty import BINS, difficulty_bin, difficulty_bins
 from planner.records import PlanRecord
 from planner.strategies import REGISTRY
@@ -74,7 +74,10 @@ def priced_plan(table: StrategyTable, strategy: str, size: int, pass_at_1: float
 
 @dataclass
 class BatchPlan:
-    """Plans for a batch as parallel arrays (cheap for 100k problems); index it for one problem's Plan."""
+    """Plans for a batch as parallel arrays (cheap for 100k problems); index it for one problem's Plan.
+
+    `budget` is in policy-token equivalents of `pricing` (planner.cost.Pricing), as every priced cost here.
+    """
 
     label: str
     pass_at_1: np.ndarray
@@ -85,14 +88,24 @@ class BatchPlan:
     prompt_tokens: np.ndarray
     generated_tokens: np.ndarray
     reward_tokens: np.ndarray
-    budget_tokens: float
-    policy_params: float
-    reward_params: float | None  # None: the reward model's size is unknown
+    budget: float
+    pricing: Pricing
     beam_width: int
+    note: str = ""  # how a baseline was built, for the comparison table
 
     @property
     def expected_cost(self) -> np.ndarray:
+        """Expected tokens per problem."""
         return self.prompt_tokens + self.generated_tokens + self.reward_tokens
+
+    @property
+    def priced_cost(self) -> np.ndarray:
+        """Expected cost per problem in policy-token equivalents of the pricing (what the budget bounds)."""
+        return self.prompt_tokens + self.generated_tokens + self.pricing.reward_weight * self.reward_tokens
+
+    def spend(self) -> float:
+        """Expected spend of the whole batch in the pricing's unit (FLOPs or tokens)."""
+        return float(self.priced_cost.sum()) * self.pricing.per_policy_token
 
     def __len__(self) -> int:
         return len(self.pass_at_1)
@@ -125,16 +138,18 @@ class BatchPlan:
             out.append(row)
         return out
 
-    def flops(self) -> float | None:
-        """Expected forward-pass FLOPs; None when a reward model of unknown size reads tokens."""
-        reward = float(self.reward_tokens.sum())
-        if self.reward_params is None and reward > 0:
+    def flops(self, rows: np.ndarray | slice = slice(None)) -> float | None:
+        """Expected forward-pass FLOPs (of problems `rows`); None when a reward model of unknown size reads
+        tokens."""
+        reward = float(self.reward_tokens[rows].sum())
+        if self.pricing.reward_params is None and reward > 0:
             return None
-        policy = self.prompt_tokens.sum() + self.generated_tokens.sum()
-        return 2.0 * (self.policy_params * policy + (self.reward_params or 0.0) * reward)
+        policy = self.prompt_tokens[rows].sum() + self.generated_tokens[rows].sum()
+        return 2.0 * (self.pricing.policy_params * policy + (self.pricing.reward_params or 0.0) * reward)
 
     def summary(self) -> dict:
-        """Totals, the strategy mix, and per-bin counts, accuracy and spend."""
+        """Totals in tokens, FLOPs and the pricing's unit, the strategy mix, and per-bin counts, accuracy and
+        spend."""
         bins = difficulty_bins(self.pass_at_1)
         cost = self.expected_cost
         mix = {}
@@ -146,42 +161,62 @@ class BatchPlan:
         for name in BINS:
             inside = bins == name
             if inside.any():
+                flops = self.flops(inside)
                 per_bin[name] = {"problems": int(inside.sum()),
                                  "expected_accuracy": float(self.expected_accuracy[inside].mean()),
-                                 "tokens_per_problem": float(cost[inside].mean())}
-        return {"label": self.label, "problems": len(self),
+                                 "tokens_per_problem": float(cost[inside].mean()),
+                                 "flops_per_problem": None if flops is None else flops / int(inside.sum())}
+        count = max(len(self), 1)
+        flops = self.flops()
+        return {"label": self.label, "note": self.note, "problems": len(self),
                 "expected_accuracy": float(self.expected_accuracy.mean()) if len(self) else 0.0,
                 "expected_solved": float(self.expected_accuracy.sum()),
-                "tokens": float(cost.sum()), "tokens_per_problem": float(cost.mean()) if len(self) else 0.0,
-                "budget_tokens": float(self.budget_tokens), "flops": self.flops(),
+                "tokens": float(cost.sum()), "tokens_per_problem": float(cost.sum()) / count,
+                "flops": flops, "flops_per_problem": None if flops is None else flops / count,
+                "unit": self.pricing.unit, "spend": self.spend(),
+                "budget": float(self.budget) * self.pricing.per_policy_token,
                 "strategies": mix, "bins": per_bin}
 
 
 def compare(plan: BatchPlan, baseline: BatchPlan) -> dict:
     """The plan against a baseline on the same problems: both summaries and the differences."""
     a, b = plan.summary(), baseline.summary()
-    return {"plan": a, "baseline": b,
+    return {"plan": a, "baseline": b, "unit": plan.pricing.unit,
             "accuracy_gain": a["expected_accuracy"] - b["expected_accuracy"],
+            "spend_ratio": a["spend"] / b["spend"] if b["spend"] else float("nan"),
             "token_ratio": a["tokens"] / b["tokens"] if b["tokens"] else float("nan")}
 
 
+def _tflops(value: float | None) -> str:
+    return "?" if value is None else f"{value / 1e12:,.2f}"
+
+
 def format_comparison(plan: BatchPlan, baseline: BatchPlan) -> str:
-    """The summary table the CLI prints after planning: overall, then per difficulty bin."""
+    """The summary table the CLI prints after planning: what the baseline is, overall, then per bin."""
     a, b = plan.summary(), baseline.summary()
-    lines = [f"{'':<30}{'expected acc':>13}{'tokens/problem':>16}{'total tokens':>15}{'PFLOPs':>10}"]
+    if plan.pricing.unit == "flops":
+        priced = "Priced in FLOPs: 2 x parameters per token, policy and reward-model tokens apart."
+    else:
+        priced = "Priced in tokens: generated, uncached prompt and reward-model tokens alike."
+    lines = [priced,
+             f"Baseline at equal {'compute' if plan.pricing.unit == 'flops' else 'tokens'}: {baseline.label}, "
+             f"spending what the plan spends ({plan.pricing.describe(a['spend'])})"
+             + (f"; {baseline.note}" if baseline.note else ""),
+             f"{'':<30}{'expected acc':>13}{'tokens/problem':>16}{'TFLOPs/problem':>16}{'total':>16}"]
     for s in (b, a):
-        flops = "?" if s["flops"] is None else f"{s['flops'] / 1e15:.2f}"
         lines.append(f"{s['label'][:29]:<30}{s['expected_accuracy']:>13.4f}{s['tokens_per_problem']:>16,.0f}"
-                     f"{s['tokens']:>15,.0f}{flops:>10}")
+                     f"{_tflops(s['flops_per_problem']):>16}{plan.pricing.describe(s['spend']):>16}")
     lines.append(f"{'difference':<30}{a['expected_accuracy'] - b['expected_accuracy']:>+13.4f}"
                  f"{a['tokens_per_problem'] - b['tokens_per_problem']:>+16,.0f}")
     lines.append("")
-    lines.append(f"{'bin':<8}{'problems':>9}{'baseline acc':>14}{'plan acc':>10}{'baseline tok':>14}{'plan tok':>10}")
+    lines.append(f"{'bin':<8}{'problems':>9}{'baseline acc':>14}{'plan acc':>10}{'baseline tok':>14}{'plan tok':>10}"
+                 f"{'baseline TFLOPs':>17}{'plan TFLOPs':>13}")
     for name in BINS:
         if name in a["bins"]:
             x, y = b["bins"][name], a["bins"][name]
             lines.append(f"{name:<8}{y['problems']:>9}{x['expected_accuracy']:>14.4f}{y['expected_accuracy']:>10.4f}"
-                         f"{x['tokens_per_problem']:>14,.0f}{y['tokens_per_problem']:>10,.0f}")
+                         f"{x['tokens_per_problem']:>14,.0f}{y['tokens_per_problem']:>10,.0f}"
+                         f"{_tflops(x['flops_per_problem']):>17}{_tflops(y['flops_per_problem']):>13}")
     lines.append("")
     mix = ", ".join(f"{name} x{v['problems']} (mean size {v['mean_size']:.1f})" for name, v in a["strategies"].items())
     lines.append(f"plan strategies: {mix}")

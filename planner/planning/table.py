@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.cost import Cost, CostModel
+from planner.cost import Cost, CostModel, Pricing
 from planner.difficulty import BINS, EASY_MIN, HARD_MAX, difficulty_bins
 from planner.errors import InputError
 from planner.planning.calibration import Calibration, fit_curve, fit_unit_tokens, load_calibration
@@ -34,10 +34,17 @@ class Options:
     policy_unit: np.ndarray  # policy tokens of the option beyond the prompt
     reward_unit: np.ndarray  # reward-model tokens beyond its problem prefix
     reward_prefix: np.ndarray  # bool: the reward model also reads the problem once
+    reward_weight: float = 1.0  # a reward token's price in policy tokens (planner.cost.Pricing)
 
     @property
-    def variable_tokens(self) -> np.ndarray:
-        return self.policy_unit + self.reward_unit
+    def variable_cost(self) -> np.ndarray:
+        """Priced cost beyond the prompt, in policy-token equivalents (what options are sorted by)."""
+        return self.policy_unit + self.reward_weight * self.reward_unit
+
+    @property
+    def prefix_cost(self) -> np.ndarray:
+        """Priced cost per prompt token of the reward model's read of the problem (0 for options without one)."""
+        return self.reward_weight * self.reward_prefix
 
     def __len__(self) -> int:
         return len(self.size)
@@ -115,7 +122,20 @@ class StrategyTable:
         """Tokens of one plain sample: what one unit of a sample-denominated budget is worth."""
         return self.cost.per_unit("cot")[0]
 
-    def options(self, strategies: Iterable[str] | None = None, max_size: int = MAX_SIZE) -> Options:
+    def pricing(self, unit: str | None = None) -> Pricing:
+        """How plans on this table are priced: FLOPs by default when every model's size is known (a reward
+        model of unknown size leaves tokens), or the unit asked for."""
+        rm = self.reward_model
+        sized = rm is None or rm.params is not None
+        if unit == "flops" and not sized:
+            raise InputError(f"the size of the reward model {rm.name} is unknown, so FLOPs cannot price its "
+                             "tokens; budget in tokens or samples instead", field="budget")
+        chosen = unit or ("flops" if sized else "tokens")
+        return Pricing(chosen, self.policy.params, rm.params if rm else None)
+
+    def options(self, strategies: Iterable[str] | None = None, max_size: int = MAX_SIZE,
+                reward_weight: float = 1.0) -> Options:
+        """Every offered (strategy, size), cheapest first at `reward_weight` policy tokens per reward token."""
         names = self.strategies if strategies is None else tuple(strategies)
         for name in names:
             self._require(name)
@@ -124,9 +144,9 @@ class StrategyTable:
         if not rows:
             raise InputError(f"no strategy size up to {max_size} among {', '.join(names)}", field="strategies")
         idx, size, pol, rew, prefix = (np.array(col) for col in zip(*rows))
-        order = np.lexsort((idx, size * (pol + rew)))
+        order = np.lexsort((idx, size * (pol + reward_weight * rew)))
         return Options(names, idx[order], size[order].astype(float), (size * pol)[order].astype(float),
-                       (size * rew)[order].astype(float), prefix[order].astype(bool))
+                       (size * rew)[order].astype(float), prefix[order].astype(bool), float(reward_weight))
 
     def option_accuracy(self, options: Options, p: np.ndarray) -> np.ndarray:
         """Accuracy of every option (columns) for every p (rows)."""
@@ -157,9 +177,12 @@ class StrategyTable:
 
     def best_by_bin(self, budgets: Sequence[float] = (1, 2, 4, 8, 16, 32, 64),
                     p: np.ndarray | None = None) -> list[dict]:
-        """Per bin and per budget (in samples), the option with the best bin-mean accuracy that fits."""
-        options = self.options()
-        totals = options.variable_tokens + self.cost.prompt_tokens * (1 + options.reward_prefix)
+        """Per bin and per budget (in samples, priced as `pricing()`: a sample is one chain of thought's compute),
+        the option with the best bin-mean accuracy that fits; `tokens` is the option's expected tokens."""
+        options = self.options(reward_weight=self.pricing().reward_weight)
+        prompt = self.cost.prompt_tokens
+        priced = options.variable_cost + prompt * (1 + options.prefix_cost)
+        totals = options.policy_unit + options.reward_unit + prompt * (1 + options.reward_prefix)
         rows = []
         for bin_name in BINS:
             ps = _bin_points(bin_name, p)
@@ -168,7 +191,7 @@ class StrategyTable:
             mean_acc = self.option_accuracy(options, ps).mean(axis=0)
             for budget in budgets:
                 limit = self.cost.prompt_tokens + budget * self.sample_tokens() + 1e-9
-                fits = np.flatnonzero(totals <= limit)
+                fits = np.flatnonzero(priced <= limit)
                 if fits.size == 0:
                     continue
                 k = fits[np.argmax(mean_acc[fits])]
@@ -181,7 +204,9 @@ class StrategyTable:
         rows = self.best_by_bin(budgets)
         cell = {(r["bin"], r["budget"]): f"{r['strategy']}@{r['size']} {r['accuracy']:.3f}" for r in rows}
         served = self.reward_model.name if self.reward_model else "none"
-        lines = [f"policy {self.policy.name} ({size_class(self.policy)}), reward model {served}",
+        unit = "FLOPs" if self.pricing().unit == "flops" else "tokens"
+        lines = [f"policy {self.policy.name} ({size_class(self.policy)}), reward model {served}; a budget of B "
+                 f"samples is B chains of thought's {unit}",
                  f"{'budget (samples)':>16}  " + "".join(f"{b:<26}" for b in BINS)]
         for budget in budgets:
             lines.append(f"{budget:>16g}  " + "".join(f"{cell.get((b, budget), '-'):<26}" for b in BINS))

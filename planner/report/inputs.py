@@ -9,6 +9,7 @@ its answer (`plan.adaptive.chosen_by`). Lines are read with planner.records, so 
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ from pathlib import Path
 from planner.difficulty import difficulty_bin
 from planner.errors import InputError
 from planner.jsonl import read_jsonl
+from planner.policies import known_policy, known_reward_model
 from planner.records import OutcomeRecord, ResultLine, Where
 
 OUTCOMES_SUFFIX = ".outcomes.jsonl"
+MANIFEST_SUFFIX = ".run.json"  # what `tts-planner run` writes beside its output: the settings of the run
+NO_REWARD_MODEL = ("none", "self_certainty")  # scorers that read no reward model
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class ReportLine:
     budget: float | None
     correct: bool | None
     tokens: float
+    flops: float | None  # None when a model's size is unknown
     pass_at_1: float | None
     difficulty: str | None
     expected_accuracy: float | None
@@ -72,16 +77,55 @@ class OutcomeTally:
     samples: int
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """What prices a run's tokens in FLOPs: the policy's size and the reward model's (0 without one; None when
+    unknown), from the run's manifest, else from the predictions' policy."""
+
+    policy_params: float | None
+    reward_params: float | None
+
+    def flops(self, line: ResultLine) -> float | None:
+        if self.policy_params is None or (self.reward_params is None and line.cost.reward_tokens):
+            return None
+        return line.cost.flops(self.policy_params, self.reward_params or 0.0)
+
+
+def run_sizes(path: str | os.PathLike, lines: list[ResultLine]) -> Sizes:
+    """The sizes of the models behind a result file: its manifest's policy and reward model when `tts-planner run`
+    left one beside it, else the policy the predictions name (and no reward model when no line read one)."""
+    manifest = Path(str(path) + MANIFEST_SUFFIX)
+    settings: dict = {}
+    if manifest.is_file():
+        try:
+            settings = json.loads(manifest.read_text(encoding="utf-8")).get("settings", {})
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            settings = {}
+    named = settings.get("policy") or next((x.prediction.policy for x in lines if x.prediction), None)
+    policy = known_policy(named)
+    rm_name, scorer = settings.get("reward_model"), settings.get("scorer")
+    rm = known_reward_model(rm_name)
+    if rm is not None:
+        reward = rm.params
+    elif scorer in NO_REWARD_MODEL or not any(x.cost.reward_tokens for x in lines):
+        reward = 0.0
+    else:
+        reward = None
+    return Sizes(policy.params if policy else None, reward)
+
+
 def read_results(path: str | os.PathLike) -> list[Run]:
     """The runs of one result file; every bad line raises an InputError naming file, line and field."""
     name = str(path)
     arms: dict[str, dict[str, ReportLine]] = defaultdict(dict)
     methods: dict[str, str] = {}
     repeats: Counter[str] = Counter()
+    parsed = [(number, ResultLine.from_dict(record, Where(name, number))) for number, record in read_jsonl(path)]
+    sizes = run_sizes(path, [line for _, line in parsed])
     count = 0
-    for number, record in read_jsonl(path):
+    for number, result in parsed:
         count += 1
-        line = report_line(ResultLine.from_dict(record, Where(name, number)), number)
+        line = report_line(result, number, sizes)
         arm, method = _arm_of(line)
         if line.problem_id in arms[arm]:
             repeats[arm] += 1
@@ -92,11 +136,12 @@ def read_results(path: str | os.PathLike) -> list[Run]:
     return [Run(name, arm, methods[arm], list(lines.values()), repeats[arm]) for arm, lines in arms.items()]
 
 
-def report_line(line: ResultLine, number: int) -> ReportLine:
+def report_line(line: ResultLine, number: int, sizes: Sizes = Sizes(None, None)) -> ReportLine:
     plan, prediction, trace = line.plan, line.prediction, line.adaptive
     strategy = trace.chosen_by if trace is not None else (line.strategy or (plan.strategy if plan else None))
     return ReportLine(number, line.problem_id, line.status, strategy, plan.size if plan else None, trace is not None,
                       float(trace.budget) if trace is not None else None, line.correct, float(line.cost.tokens),
+                      sizes.flops(line),
                       prediction.pass_at_1 if prediction else None, prediction.difficulty if prediction else None,
                       plan.expected_accuracy if plan else None, plan.expected_cost if plan else None)
 

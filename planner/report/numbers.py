@@ -37,6 +37,7 @@ class Summary:
     correct: int
     failed: int
     mean_tokens: float
+    mean_flops: float | None  # None when any line's FLOPs are unknown (a model's size)
     expected_accuracy: float | None
     expected_cost: float | None
 
@@ -108,9 +109,11 @@ def summarize(runs: Sequence[Run]) -> list[Summary]:
             judged = [x for x in lines if x.correct is not None]
             expected = [x.expected_accuracy for x in lines if x.expected_accuracy is not None]
             cost = [x.expected_cost for x in lines if x.expected_cost is not None]
+            flops = [x.flops for x in lines]
             rows.append(Summary(run.label, run.method, panel, len(lines), len(judged),
                                 sum(x.correct for x in judged), sum(x.status == "failed" for x in lines),
                                 float(np.mean([x.tokens for x in lines])),
+                                None if None in flops else float(np.mean(flops)),
                                 float(np.mean(expected)) if len(expected) == len(lines) else None,
                                 float(np.mean(cost)) if len(cost) == len(lines) else None))
     return rows

@@ -37,8 +37,11 @@ def _names(ctx, param, value: str | None) -> tuple[str, ...] | None:
                    "drives). cot always runs: it prices the prompt and the unit of budget.")
 @click.option("--sizes", default="1,2,4,8,16", show_default=True, callback=_integers, metavar="LIST",
               help="Sizes N to measure; each strategy runs at the ones the planner offers for it.")
+@click.option("--min-bin-problems", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Fit a difficulty bin's curves only when the dev set has at least this many problems predicted in "
+                   "it (fewer give accuracies too noisy to fit); the others keep the planner's defaults.")
 def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, strategies: tuple[str, ...] | None,
-                      sizes: tuple[int, ...], config_path: Path | None, **options) -> None:
+                      sizes: tuple[int, ...], min_bin_problems: int, config_path: Path | None, **options) -> None:
     """Measure strategies x sizes on a labeled dev set against your servers and write the calibration file
     `tts-planner plan --calibration` (and the adaptive solver) fit their curves and costs to.
 
@@ -53,10 +56,10 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
           --input dev.jsonl --sizes 1,2,4,8,16 -o calibration.json
     """
     require_frontend()
-    from sglang_plugin.calibrate import CalibrateSettings, calibrate, format_fit
+    from sglang_plugin.calibrate import CalibrateSettings, calibrate, describe_bins, format_fit
 
     run = run_settings(config_path, input=input_path, output=output, **options)
-    settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir)
+    settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir, min_bin_problems=min_bin_problems)
     settings.arms()  # bad strategies or sizes are refused before the first request
     result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
     if result.skipped:
@@ -66,6 +69,7 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
         click.echo("runs left out (failed): " + ", ".join(f"{k} {v}" for k, v in left_out.items())
                    + "; --retry-failed runs them again", err=True)
     click.echo(f"wrote {settings.output} ({len(result.measured.points)} points; runs in {settings.runs_folder})")
+    click.echo(describe_bins(result.measured.bins, min_bin_problems))
     click.echo("\nMeasured accuracy and tokens per problem against the default and calibrated curves:")
     click.echo(format_fit(result.fit))
     click.echo("\nBest strategy per bin and budget with this calibration:")

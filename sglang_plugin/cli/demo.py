@@ -13,8 +13,8 @@ from sglang_plugin.cli.options import require_frontend
 @click.option("--problems", type=click.IntRange(1, 100), default=100, show_default=True,
               help="How many of the shipped MATH-500 sample's 100 problems to run.")
 @click.option("--budget", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Average samples per problem, the same for both runs (on this sample the planner matches uniform "
-                   "majority voting's accuracy with fewer tokens at 8; at 4 it has little room to move compute).")
+              help="The adaptive run's budget: average samples per problem. The uniform runs are then sized to the "
+                   "compute the adaptive run actually spent.")
 @click.option("--scorer", type=click.Choice(["none", "orm", "math_shepherd"]), default="none", show_default=True,
               help="Reward model the simulated server plays: none (majority voting), an outcome RM or a step-tag PRM.")
 @click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True)
@@ -24,8 +24,9 @@ from sglang_plugin.cli.options import require_frontend
 def demo_command(problems: int, budget: int, scorer: str, concurrency: int, output_dir: Path | None,
                  seed: int) -> None:
     """See the whole product without a GPU: a SIMULATED SGLang server starts in this process on a MATH-500
-    sample, and the same problems run adaptively and with the best uniform strategy at the same budget.
-    Takes well under a minute."""
+    sample, and the same problems run adaptively, then with the best uniform strategy at sizes around the
+    adaptive run's compute, compared at equal compute (FLOPs, reward-model reads included). Takes under a
+    minute."""
     require_frontend()
     from sglang_plugin.demo import format_demo, run_demo
 
