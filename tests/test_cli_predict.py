@@ -178,7 +178,7 @@ def test_any_policy_is_kept_through_train_and_plan(tmp_path, train_sample):
     The name and size are kept in the model, plan uses them and says what it borrows."""
     rng = np.random.default_rng(1)
     outcomes = tmp_path / "outcomes.jsonl"
-    name = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+    name = "acme/Reasoner-7B"  # a policy tts-planner does not know
     with outcomes.open("w", encoding="utf-8") as handle:
         for i, record in enumerate(train_sample[:100]):
             for sample in range(3):

@@ -220,7 +220,7 @@ def test_missing_matplotlib_names_the_extra_to_install(runs, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    with pytest.raises(PlannerError, match=r'pip install "tts-planner\[report\]"'):
+    with pytest.raises(PlannerError, match=r'matplotlib, which is not installed: pip install ".*\[report\]"'):
         make_report([folder / "adaptive.jsonl"], folder / "out")
 
 

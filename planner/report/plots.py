@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import PlannerError
+from planner.extras import install_hint
 from planner.files import atomic_path
 from planner.report.inputs import Run
 from planner.report.numbers import PANELS, Calibration, Summary
@@ -20,8 +21,8 @@ def matplotlib_drawing():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise PlannerError('the report draws with matplotlib, which is not installed: '
-                           'pip install "tts-planner[report]"') from exc
+        raise PlannerError("the report draws with matplotlib, which is not installed: "
+                           + install_hint("report")) from exc
     return Figure, FigureCanvasAgg
 
 
