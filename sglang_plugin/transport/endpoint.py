@@ -48,6 +48,7 @@ class Endpoint(RuntimeEndpoint):
         known = known_policy(self.model_info["model_path"])
         self.chat_template = chat_template(chat_template_name or (known.chat_template if known else None),
                                            self.model_info["model_path"])
+        self._incremental: bool | None = None
 
     # -- the programs' generation calls ---------------------------------------------------------------------
 
@@ -96,6 +97,26 @@ class Endpoint(RuntimeEndpoint):
         if last is not None:
             self._account(last, ledger)
         return last, stopped
+
+    async def incremental_streams(self, ledger: CostLedger | None) -> bool:
+        """Whether the server's streamed chunks carry only what is new (SGLang started with
+        --incremental-streaming-output) rather than everything so far (its default, in 0.5.2 and the current
+        release alike: output logprob arrays re-sent whole in every chunk, so streaming a long trace with
+        logprobs grows with the square of its length). Found once per endpoint by streaming two tokens with
+        their logprobs (counted in `ledger`); a server that cannot say is taken as cumulative."""
+        if self._incremental is None:
+            payload = self.payload("1+1=", {"max_new_tokens": 2, "temperature": 0.0, "ignore_eos": True,
+                                            "stream_interval": 1},
+                                   {"return_logprob": True, "top_logprobs_num": 1, "logprob_start_len": -1})
+            seen: list[dict] = []
+            try:
+                await self.astream(payload, ledger, lambda event: seen.append(event) or True)
+            except EndpointError:
+                seen = []
+            second = next((e for e in seen if (e.get("meta_info") or {}).get("completion_tokens") == 2), None)
+            tops = (second or {}).get("meta_info", {}).get("output_top_logprobs")
+            self._incremental = len(seen) >= 2 and isinstance(tops, list) and len(tops) == 1
+        return self._incremental
 
     async def abort(self, rid: str) -> bool:
         """Ask the server to stop a request; whether it took the request (a gateway without /abort_request
