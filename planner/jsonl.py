@@ -67,6 +67,8 @@ def _parse_line(raw: bytes, path: str, number: int) -> dict:
         raise InputError(f"malformed JSON: {exc.msg} at column {exc.colno}", path=path, line=number) from exc
     except ValueError as exc:
         raise InputError(str(exc), path=path, line=number) from exc
+    except RecursionError:
+        raise InputError("JSON nested too deeply to read (thousands of brackets)", path=path, line=number) from None
     if not isinstance(record, dict):
         raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number)
     return record

@@ -37,6 +37,12 @@ from sglang_plugin.cli.options import key_value, require_frontend, run_settings,
               help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
                    "dvts, particle_filter) instead of the planner's choice; needs --size.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
+@click.option("--watchdog-seconds", type=float, default=900.0, show_default=True, metavar="SECONDS",
+              help="Stop (resumably) when for this long no problem finished and no server answered a request; "
+                   "raise it when one generation can take longer.")
+@click.option("--server-wait", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for servers that stopped answering (a restart, a gateway losing a worker) "
+                   "before stopping the run resumably; 0 stops at once.")
 def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
     """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
     (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
