@@ -30,6 +30,8 @@ from sglang_plugin.sim.problems import Problem
 from sglang_plugin.transport.http import TransportConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks.gateway: the gateway and worker helpers the benchmarks use too
+from benchmarks.gateway import Gateway, Worker, smg_binary  # noqa: E402
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -83,6 +85,33 @@ def comparable(result) -> dict:
     data = result.to_dict()
     data["cost"].pop("wall_time")
     return data
+
+
+# -- the SGLang Model Gateway ------------------------------------------------------------------------------------
+
+needs_smg = pytest.mark.skipif(smg_binary() is None, reason="the SGLang Model Gateway binary `smg` is not installed "
+                                                           "(pip install smg; it is in the dev extra)")
+
+
+@pytest.fixture
+def gateway():
+    """Start the gateway in front of stand-in workers (child processes, killable): call it with the number of
+    workers, the routing policy, the workers' sim-server options and smg's own; all are stopped afterwards."""
+    started: list = []
+
+    def start(workers: int = 2, policy: str = "cache_aware", options: tuple[str, ...] = (),
+              smg: tuple[str, ...] = ()) -> tuple[Gateway, list[Worker]]:
+        pool = []
+        for seed in range(workers):
+            pool.append(Worker("--problems", str(SAMPLE), "--seed", str(seed + 1), *options))
+            started.append(pool[-1])
+        front = Gateway([w.url for w in pool], policy, *smg)
+        started.append(front)
+        return front, pool
+
+    yield start
+    for process in reversed(started):
+        process.close() if isinstance(process, Gateway) else process.kill()
 
 
 # -- batch runs -------------------------------------------------------------------------------------------------

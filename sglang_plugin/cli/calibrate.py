@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from sglang_plugin.cli.options import require_frontend, run_settings, server_options
+from planner.errors import InputError
+from planner.files import check_writable
+from sglang_plugin.cli.options import naming_option, require_frontend, run_settings, server_options
 
 
 def _integers(ctx, param, value: str) -> tuple[int, ...]:
@@ -57,7 +59,16 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
 
     run = run_settings(config_path, input=input_path, output=output, **options)
     settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir)
-    settings.arms()  # bad strategies or sizes are refused before the first request
+    try:
+        settings.arms()  # bad strategies or sizes are refused before the first request
+    except InputError as exc:
+        raise naming_option(exc) from None
+    for path in (settings.output, settings.runs_folder):
+        check_writable(path)
+    if run.model is not None:
+        from planner.prediction.model_store import shared_model
+
+        shared_model(run.model)  # an unreadable model file too
     result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
     if result.skipped:
         click.echo(result.skipped.summary(), err=True)

@@ -165,9 +165,14 @@ def run_settings(config_path: Path | None, planner_options: dict | None = None, 
         adaptive = AdaptiveConfig.from_options(planner_options or {})
         return RunSettings(config=config, transport=transport, adaptive=adaptive, **options)
     except InputError as exc:
-        if exc.path is not None or exc.field is None:
-            raise
-        raise InputError(f"{_option(exc.field)}: {exc.reason}") from None
+        raise naming_option(exc) from None
+
+
+def naming_option(error: InputError) -> InputError:
+    """An error about a setting, naming the command-line option it came from (errors about a file are kept)."""
+    if error.path is not None or error.field is None:
+        return error
+    return InputError(f"{_option(error.field)}: {error.reason}")
 
 
 # Settings fields whose option has another name (the rest are --FIELD-NAME).

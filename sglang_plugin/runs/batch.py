@@ -5,9 +5,9 @@ of `tts-planner calibrate` and `tts-planner demo` are thin layers over this modu
 Start-up never waits long in silence: the policy server's first answer is awaited with one retry (a server that
 accepts connections but never answers is given up on after two control timeouts, 60 s by default), and a wait
 past two seconds is announced. A server that answers /health but not /get_model_info (the SGLang Model Gateway
-sends that request to its first worker only, so it fails while that worker is down) is waited for up to
-`server_wait` seconds. During the run the same distinction keeps a gateway whose first worker died from
-counting as down: generation still reaches the other workers.
+sends that request to one of its workers without trying another, so it fails while that worker is down) is
+waited for up to `server_wait` seconds. During the run the same distinction keeps a gateway that lost that
+worker from counting as down: generation still reaches the other workers.
 """
 
 from __future__ import annotations
@@ -103,13 +103,13 @@ def _await_policy(settings: RunSettings, startup: TransportConfig, echo: Callabl
                                    f"/get_model_info ({exc}); it may be stuck or overloaded") from None
             healthy = _answers(client, url + "/health")
             if not healthy or time.monotonic() >= deadline:
-                hint = (" although it answers /health (behind the SGLang Model Gateway: its first worker, which "
-                        "answers /get_model_info, is down)" if healthy else "")
+                hint = (" although it answers /health (behind the SGLang Model Gateway: the worker it asks for the "
+                        "model info is down; the gateway drops it after its health checks fail)" if healthy else "")
                 raise PlannerError(f"cannot reach the policy server at {shown}: {exc}{hint}") from None
             if not told_gateway:
                 echo(f"the server at {shown} answers /health but not GET /get_model_info ({str(exc)[:200]}); behind "
-                     "the SGLang Model Gateway that is its first worker being down: waiting up to "
-                     f"{settings.server_wait:g} s for the gateway to route it elsewhere ...")
+                     "the SGLang Model Gateway that is the worker it asks being down: waiting up to "
+                     f"{settings.server_wait:g} s for the gateway to drop it ...")
                 told_gateway = True
             time.sleep(GATEWAY_POLL)
 
@@ -137,7 +137,8 @@ def reachable(url: str, transport: TransportConfig) -> str | None:
 
 def health_check(endpoint: Endpoint, reward_url: str | None, transport: TransportConfig) -> Callable[[], str | None]:
     """None while the servers answer, else what is wrong. A policy server whose /get_model_info fails but whose
-    /health answers still counts as up (a gateway whose first worker died routes generation to the others)."""
+    /health answers still counts as up (a gateway that lost the worker it asks for model info routes generation
+    to the others)."""
     shown = redact_url(endpoint.base_url)
 
     def check() -> str | None:

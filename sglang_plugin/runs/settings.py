@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from planner.adaptive import AdaptiveConfig, check_budget, check_target
 from planner.errors import InputError
@@ -97,6 +98,11 @@ class RunSettings:
                     or value < 0 or (positive and value == 0):
                 raise InputError(f"must be a {'positive' if positive else 'non-negative'} number of seconds, got "
                                  f"{value!r}", field=name)
+        for url, key, option in ((self.endpoint, self.api_key, "api_key"),
+                                 (self.reward_endpoint, self.reward_options.get("api_key"), "reward_options")):
+            if key and url and urlsplit(url).username is not None:
+                raise InputError("give the server's credentials in its URL (user:password@) or as a key, not both",
+                                 field=option)
         if self.calibration is not None:
             load_calibration(self.calibration)  # a bad file is refused before the first request
         self.make_scorer()  # bad scorer options too
