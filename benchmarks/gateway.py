@@ -37,11 +37,12 @@ def free_port() -> int:
 
 
 class Worker:
-    """A stand-in SGLang worker in a child process: `Worker("--problems", path, "--token-delay-ms", "1")`."""
+    """A stand-in SGLang worker in a child process: `Worker("--problems", path, "--token-delay-ms", "1")`; `port`
+    0 picks a free one (give the old port to bring a killed worker back where its clients look for it)."""
 
-    def __init__(self, *options: str) -> None:
+    def __init__(self, *options: str, port: int = 0) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-m", "sglang_plugin.cli", "sim-server", "--port", "0",
+        self.process = subprocess.Popen([sys.executable, "-m", "sglang_plugin.cli", "sim-server", "--port", str(port),
                                          *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                         env=env)
         line = self.process.stdout.readline()

@@ -249,3 +249,39 @@ def test_retry_failed_keeps_the_results_files_permissions(tmp_path):
     assert "will run the 1 failed and 0 partial problem(s) again" in again.notes
     assert results.stat().st_mode & 0o777 == 0o600
     assert [line["problem_id"] for line in lines(results)][-1] == "too-long"
+
+
+def test_a_disk_that_fills_up_mid_run_stops_it_resumably(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    try:
+        write_problems(tmp_path / "problems.jsonl", 40)
+        with SimServer(SAMPLE, seed=5) as server:
+            args = _run(server.url, tmp_path, "-o", str(folder / "results.jsonl"), "--strategy", "majority", "--size",
+                        "2")
+            done = cli(*args)
+            assert done.returncode == 1, done.stderr
+            first = done.stderr.strip().splitlines()
+            assert first[-2].startswith(f"Error: cannot write the results to {folder / 'results.jsonl'} (No space "
+                                        "left on device); nothing is lost")
+            assert first[-1] == f"resume with: tts-planner {' '.join(args)}"
+            written = (folder / "results.jsonl").read_bytes().count(b"\n")  # it may end in a torn line
+            assert 0 < written < 40
+            subprocess.run(["mount", "-o", "remount,size=4m", str(folder)], check=True)  # room made: resume
+            again = cli(*args)
+        assert again.returncode == 0, again.stderr
+        assert "problems      40 written" in again.stdout
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_manifest_never_holds_a_bare_nan(tmp_path):
+    from planner.errors import InputError
+    from sglang_plugin.runs.files import RunFiles
+
+    with pytest.raises(InputError, match=r"results.jsonl.run.json: a setting is not a finite number"):
+        RunFiles(tmp_path / "results.jsonl", tmp_path / "o.jsonl", {"settings": {"target_confidence": float("nan")}})
+    assert not (tmp_path / "results.jsonl.run.json").exists()
