@@ -156,7 +156,7 @@ def run_once(fault: FaultClass, index: int, problems: list[dict], options: list[
                 injector = threading.Thread(target=_inject, args=(fault, servers, output, quarter, process, index),
                                             daemon=True)
                 injector.start()
-            if attempt < len(kills) and wait_for_lines(output, kills[attempt], lambda: process.poll() is None):
+            if attempt < len(kills) and wait_for_lines(output, kills[attempt], lambda p=process: p.poll() is None):
                 time.sleep(rng.uniform(0.0, 0.3))
                 process.send_signal(signal.SIGKILL)
             try:
@@ -226,8 +226,8 @@ def main() -> None:
         print("smg (the SGLang Model Gateway) is not installed: the gateway class is left out")
         chosen = [c for c in chosen if not c.gateway]
     work = Path(tempfile.mkdtemp(prefix="faults-"))
-    print(f"{len(problems)} problems, majority@4, concurrency {args.concurrency}, token delay {args.token_delay_ms} ms, "
-          f"{args.runs} runs per class; files in {work}")
+    print(f"{len(problems)} problems, majority@4, concurrency {args.concurrency}, token delay {args.token_delay_ms} "
+          f"ms, {args.runs} runs per class; files in {work}")
     header = (f"{'fault class':<30} {'runs':>4} {'alone':>5} {'resumes':>7} {'lost':>4} {'dup':>4} {'partial':>7} "
               f"{'failed':>6} {'wall s':>7} {'x clean':>7}")
     print(header)

@@ -29,8 +29,8 @@ def check_writable(target: str | os.PathLike) -> None:
             or existing.is_file() and os.access(existing, os.W_OK):
         return
     readonly = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
-    raise InputError(f"cannot write here: {'read-only file system' if readonly else 'permission denied'}"
-                     + ("" if existing == path else f" ({existing})"), path=str(path))
+    raise InputError(f"cannot write here: {existing} is on a read-only file system" if readonly
+                     else f"cannot write here: {existing} does not accept writes (permission denied)", path=str(path))
 
 
 def _umask() -> int:

@@ -29,9 +29,10 @@ from planner.records import (
 from sglang_plugin.sim.problems import Problem
 from sglang_plugin.transport.http import TransportConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the gateway and worker helpers the benchmarks use
+from benchmarks.gateway import Gateway, Worker, smg_binary
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks.gateway: the gateway and worker helpers the benchmarks use too
-from benchmarks.gateway import Gateway, Worker, smg_binary  # noqa: E402
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

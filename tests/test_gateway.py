@@ -1,7 +1,8 @@
 """Scale-out through the SGLang Model Gateway (`smg`): `solve` and `tts-planner run` through the gateway in front
 of two stand-in workers (child processes), and a run riding out a worker's death (SIGKILL) mid-run, whichever
-worker it is, with nothing lost or duplicated. smg sends /get_model_info to one worker only (without retrying
-another), so a run that starts while that worker is down waits (saying why) until the gateway drops it. Skipped only where the smg
+worker it is, with nothing lost or duplicated. smg sends /get_model_info to one worker only (without
+retrying another), so a run that starts while that worker is down waits (saying why) until the gateway
+drops it. Skipped only where the smg
 binary is not installed."""
 
 import json
@@ -18,8 +19,8 @@ pytestmark = needs_smg
 
 
 def _run(url: str, tmp_path, *extra: str) -> list[str]:
-    return ["run", "--endpoint", url, "--input", str(tmp_path / "problems.jsonl"), "-o", str(tmp_path / "results.jsonl"),
-            "--strategy", "majority", "--size", "4", *extra]
+    return ["run", "--endpoint", url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+            str(tmp_path / "results.jsonl"), "--strategy", "majority", "--size", "4", *extra]
 
 
 def _info_worker(front, workers):
@@ -34,7 +35,7 @@ def _ids(tmp_path) -> list[str]:
 
 
 def test_solve_through_the_gateway(gateway):
-    front, workers = gateway(2, "round_robin")
+    front, _ = gateway(2, "round_robin")
     problem = json.loads(SAMPLE.read_text().splitlines()[0])["problem"]
     result = solve(problem, "majority", 4, front.url)
     assert result.answer is not None and len(result.branches) == 4 and not result.failed_branches

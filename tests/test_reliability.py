@@ -120,7 +120,8 @@ def test_answers_and_references_past_the_digit_limit_finish_the_run(tmp_path):
     sevens, eights = "1+2+3+4+" + "7" * 5000, "1+2+3+4+" + "8" * 5000
     problems = [Problem("Add one, two, three, four and the number written with five thousand sevens.", sevens, 1.0),
                 Problem("Add one, two, three, four and the number written with five thousand eights.", eights, 0.0),
-                Problem("Add one, two, three, four and the number written with 4,400 nines.", "1+2+3+4+" + "9" * 4400, 1.0)]
+                Problem("Add one, two, three, four and the number written with 4,400 nines.",
+                        "1+2+3+4+" + "9" * 4400, 1.0)]
     records = [{"unique_id": "sevens", "problem": problems[0].text, "answer": f"So it is $\\boxed{{{sevens}}}$."},
                {"unique_id": "eights", "problem": problems[1].text, "answer": eights},
                {"unique_id": "nines", "problem": problems[2].text, "answer": "9" * 4400}]  # a plain integer
@@ -137,7 +138,7 @@ def test_answers_and_references_past_the_digit_limit_finish_the_run(tmp_path):
 
 def test_answers_slow_to_compare_do_not_hold_a_problem_past_its_bound(tmp_path):
     slow = "\\int_0^1 e^{-x^{40}}\\sin(x^{30}) dx"  # math-verify runs out of time comparing its variants
-    text = "Evaluate the integral from zero to one of e to the minus x to the fortieth times sine of x to the thirtieth."
+    text = "Evaluate the integral from zero to one of e to the minus x to the fortieth times sine of x to the 30th."
     (tmp_path / "problems.jsonl").write_text(json.dumps({"unique_id": "slow", "problem": text, "answer": slow}) + "\n")
     timeout, time_limit = 6.0, 1.0
     config = SolveConfig.from_dict({"grading": {"timeout": timeout, "time_limit": time_limit}}, "test")

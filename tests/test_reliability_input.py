@@ -88,16 +88,15 @@ def _bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--max-budget", "5000"], "Error: --max-budget: at most 4096 samples per problem, got 5000"),
         (["--planner-option", "alpha=NaN"], "Error: --planner-option alpha: must be a number, got 'NaN'"),
         (["--policy-params", "nan"], "Error: --policy-params: must be a positive number of parameters"),
-        (["--config", config["types"]], f"Error: {config['types']}: field 'sampling.temperature': must be a finite "
-                                        "number, got 'hot'"),
+        (["--config", config["types"]], (f"Error: {config['types']}: field 'sampling.temperature': must be a finite "
+                                         "number, got 'hot'")),
         (["--config", config["list"]], f"Error: {config['list']}: field 'transport': expected an object, got list"),
         (["--config", config["retries"]], f"Error: {config['retries']}: field 'transport.max_retries'"),
         (["--config", config["deep"]], f"Error: {config['deep']}: not valid JSON"),
         (["--config", config["unknown"]], f"Error: {config['unknown']}: field 'nope': unknown section(s) nope"),
         (["--model", card], f"Error: {card}: not a tts-planner model file: it is JSON (a model card?"),
         (["-o", problems], "Error: --output: the output would overwrite the input"),
-        (["--outcomes", str(tmp_path / "results.jsonl")], "Error: --outcomes: the outcome records need a file of "
-                                                           "their own"),
+        (["--outcomes", str(tmp_path / "results.jsonl")], "Error: --outcomes: the outcome records need a file"),
         (["--scorer", "orm", "--reward-endpoint", "http://127.0.0.1:9", "--reward-option", "nope=1"],
          "Error: --reward-option: bad option for scorer 'orm'"),
     ]
@@ -118,7 +117,7 @@ def test_bad_problem_lines_name_file_line_and_field_before_any_request(tmp_path,
     path = tmp_path / "problems.jsonl"
     good = write_problems(path, 2)
     cases = {
-        DEEP: f"{path}:3: JSON nested too deeply to read",
+        DEEP: f"{path}:3: JSON nested more than 100 levels deep",
         json.dumps({"problem": "What is 1+1?", "answer": "2" * 60_000}) + "\n":
             f"{path}:3: field 'answer': reference has 60,000 characters, over the limit of 50,000",
         '{"problem": "What is 1+1?", "answer": NaN}\n':
@@ -145,7 +144,8 @@ def test_calibrate_checks_its_settings_before_any_request(tmp_path, silent):
         (["--sizes", "20000", "--strategies", "majority", "-o", str(tmp_path / "c.json")],
          "Error: --sizes: none of the sizes 20000"),
         (["-o", str(tmp_path / "problems.jsonl")], "Error: --output: the output would overwrite the input"),
-        (["-o", str(tmp_path / "c.json"), "--config", config], f"Error: {config}: field 'grading.timeout': must be a positive number"),
+        (["-o", str(tmp_path / "c.json"), "--config", config],
+         f"Error: {config}: field 'grading.timeout': must be a positive number"),
     ]
     for extra, expected in cases:
         result = _invoke(base + extra)
@@ -162,7 +162,8 @@ def test_calibrate_checks_its_settings_before_any_request(tmp_path, silent):
 def test_a_read_only_output_is_refused_before_any_request(tmp_path, silent):
     folder = tmp_path / "ro"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True,
+                             check=False)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a read-only file system here: {mounted.stderr.decode().strip()}")
     try:
@@ -173,7 +174,8 @@ def test_a_read_only_output_is_refused_before_any_request(tmp_path, silent):
                                         "read-only file system"
         result = _invoke(["calibrate", "--endpoint", silent.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
                           str(folder / "sub" / "cal.json")])
-        assert result.exit_code == 1 and f"cannot write here: {folder} is on a read-only file system" in result.stderr, result.stderr
+        assert result.exit_code == 1, result.stderr
+        assert f"cannot write here: {folder} is on a read-only file system" in result.stderr
     finally:
         subprocess.run(["umount", str(folder)], check=True)
     assert silent.connections == []
@@ -197,20 +199,22 @@ def test_start_up_against_a_server_that_never_answers_says_so_and_gives_up(tmp_p
 
 def test_deeply_nested_lines_are_skipped_by_line_everywhere(tmp_path):
     path = tmp_path / "problems.jsonl"
-    write_problems(path, 2)
-    path.write_text(path.read_text() + DEEP)
+    records = write_problems(path, 2)
+    parseable = json.dumps({**records[0], "unique_id": "deep", "meta": json.loads("[" * 950 + "]" * 950)})
+    path.write_text(path.read_text() + DEEP + parseable + "\n")  # past the parser's limit, and just within it
     for command in (["predict", str(path), "--skip-bad"], ["plan", str(path), "--budget", "2", "--skip-bad"]):
         result = _invoke(command)
         assert result.exit_code == 0, result.output
-        assert f"{path}:3: JSON nested too deeply to read" in result.stderr
+        for line in (3, 4):
+            assert f"{path}:{line}: JSON nested more than 100 levels deep" in result.stderr
         assert len([line for line in result.stdout.splitlines() if line.strip()]) == 2
     result = _invoke(["predict", str(path)])
-    assert result.exit_code == 1 and result.stderr.strip() == f"Error: {path}:3: JSON nested too deeply to read " \
-                                                              "(thousands of brackets)"
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {path}:3: JSON nested more than 100 levels deep"
     with SimServer(SAMPLE, seed=5) as server:
         result = _invoke(_run(server.url, tmp_path, "--strategy", "majority", "--size", "2", "--skip-bad"))
     assert result.exit_code == 0, result.output
-    assert "skipped 1 bad line(s)" in result.stderr and f"{path}:3: JSON nested too deeply" in result.stderr
+    assert "skipped 2 bad line(s)" in result.stderr and f"{path}:4: JSON nested more than 100" in result.stderr
     assert len(lines(tmp_path / "results.jsonl")) == 2
 
 
@@ -254,7 +258,8 @@ def test_retry_failed_keeps_the_results_files_permissions(tmp_path):
 def test_a_disk_that_fills_up_mid_run_stops_it_resumably(tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(folder)], capture_output=True,
+                             check=False)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
     try:

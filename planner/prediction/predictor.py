@@ -280,7 +280,8 @@ def _unreadable(path: str | os.PathLike, exc: Exception) -> str:
     if not head.startswith(b"PK"):
         kind = "JSON (a model card? give the .npz model file beside it)" if head.lstrip()[:1] in (b"{", b"[") \
             else "empty" if not head else "not a zip archive"
-        return f"{path}: not a tts-planner model file: it is {kind}; model files are the .npz files `tts-planner train` writes"
+        return (f"{path}: not a tts-planner model file: it is {kind}; model files are the .npz files "
+                "`tts-planner train` writes")
     return f"{path}: not a readable tts-planner model file (truncated or corrupt: {type(exc).__name__})"
 
 

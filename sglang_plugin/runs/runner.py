@@ -232,8 +232,8 @@ class BatchRunner:
                     errors += solved.result.errors
                     break
                 failure = solved.failure()
-            errors.append(f"attempt {tries + outages + 1} {'failed' if solved is None or solved.failed else 'was partial'}"
-                          f": {failure}")
+            how = "failed" if solved is None or solved.failed else "was partial"
+            errors.append(f"attempt {tries + outages + 1} {how}: {failure}")
             down = self.health()
             if down is not None:
                 outages += 1

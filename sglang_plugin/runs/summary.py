@@ -100,15 +100,16 @@ def summarize(lines: Iterable[ResultLine], *, wall_time: float, session_problems
 def format_summary(summary: RunSummary) -> str:
     total = summary.total
     rate = summary.session_problems / summary.wall_time if summary.wall_time > 0 else 0.0
-    lines = [f"problems      {total.problems} written ({total.failed} failed, {total.partial} partial); "
-             f"{summary.session_problems} in this session, {summary.wall_time:.1f} s wall time ({rate:.2f} problems/s)"]
+    lines = [(f"problems      {total.problems} written ({total.failed} failed, {total.partial} partial); "
+              f"{summary.session_problems} in this session, {summary.wall_time:.1f} s wall time "
+              f"({rate:.2f} problems/s)")]
     if total.failed_branches:
         lines.append(f"branches      {total.failed_branches} of {total.branches} failed (requests that gave up after "
                      f"their retries); {total.partial} problem(s) were answered from fewer samples than planned "
                      "(status partial)")
     if total.failed or total.partial:
-        lines.append(f"redo          {total.failed} failed and {total.partial} partial problem(s): run the same command "
-                     "with --retry-failed")
+        lines.append(f"redo          {total.failed} failed and {total.partial} partial problem(s): run the same "
+                     "command with --retry-failed")
     if total.with_reference:
         lines.append(f"accuracy      {total.accuracy:.3f} ({total.correct}/{total.with_reference} with a reference "
                      "answer; failed problems count as wrong)")
