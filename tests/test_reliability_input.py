@@ -5,15 +5,17 @@ waiting and gives up, and input nested too deeply is reported (or skipped) by li
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE, cli, lines, settings, write_problems
+from conftest import ROOT, SAMPLE, cli, lines, settings, write_problems
 
 from sglang_plugin.cli.main import main
 from sglang_plugin.runs.batch import run_batch
@@ -290,3 +292,19 @@ def test_a_manifest_never_holds_a_bare_nan(tmp_path):
     with pytest.raises(InputError, match=r"results.jsonl.run.json: a setting is not a finite number"):
         RunFiles(tmp_path / "results.jsonl", tmp_path / "o.jsonl", {"settings": {"target_confidence": float("nan")}})
     assert not (tmp_path / "results.jsonl.run.json").exists()
+
+
+def test_ctrl_c_while_waiting_for_the_server_at_start_up_says_how_to_resume(tmp_path, silent):
+    write_problems(tmp_path / "problems.jsonl", 2)
+    args = _run(silent.url, tmp_path, "--strategy", "majority", "--size", "2")
+    process = subprocess.Popen([sys.executable, "-m", "sglang_plugin.cli", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    while not silent.connections and process.poll() is None:  # it is waiting for its first answer
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    output = tmp_path / "results.jsonl"
+    assert err.strip().splitlines()[-2:] == [f"interrupted while starting: nothing was written to {output}.",
+                                             f"resume with: tts-planner {' '.join(args)}"]

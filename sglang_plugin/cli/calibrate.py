@@ -8,6 +8,7 @@ import click
 
 from planner.errors import InputError
 from planner.files import check_writable
+from sglang_plugin.cli.errors import resumable
 from sglang_plugin.cli.options import naming_option, require_frontend, run_settings, server_options
 
 
@@ -54,22 +55,23 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
       tts-planner calibrate --endpoint URL --reward-endpoint URL2 --reward-model Qwen/Qwen2.5-Math-RM-72B \\
           --input dev.jsonl --sizes 1,2,4,8,16 -o calibration.json
     """
-    require_frontend()
-    from sglang_plugin.calibrate import CalibrateSettings, calibrate, format_fit
+    with resumable(str(output)):
+        require_frontend()
+        from sglang_plugin.calibrate import CalibrateSettings, calibrate, format_fit
 
-    run = run_settings(config_path, input=input_path, output=output, **options)
-    settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir)
-    try:
-        settings.arms()  # bad strategies or sizes are refused before the first request
-    except InputError as exc:
-        raise naming_option(exc) from None
-    for path in (settings.output, settings.runs_folder):
-        check_writable(path)
-    if run.model is not None:
-        from planner.prediction.model_store import shared_model
+        run = run_settings(config_path, input=input_path, output=output, **options)
+        settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir)
+        try:
+            settings.arms()  # bad strategies or sizes are refused before the first request
+        except InputError as exc:
+            raise naming_option(exc) from None
+        for path in (settings.output, settings.runs_folder):
+            check_writable(path)
+        if run.model is not None:
+            from planner.prediction.model_store import shared_model
 
-        shared_model(run.model)  # an unreadable model file too
-    result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
+            shared_model(run.model)  # an unreadable model file too
+        result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
     if result.skipped:
         click.echo(result.skipped.summary(), err=True)
     left_out = {name: n for name, n in result.measured.left_out.items() if n}

@@ -59,6 +59,18 @@ def _interrupt(signum, frame) -> None:
 
 
 @contextmanager
+def resumable(output: str) -> Iterator[None]:
+    """Around a command that writes a resumable run to `output`: Ctrl-C before the run began (while the frontend
+    loads, while connecting) still says how to resume."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(None, 0, output) from exc
+
+
+@contextmanager
 def reported() -> Iterator[None]:
     """Run a command with SIGTERM acting as Ctrl-C, and turn whatever stops it into a message and an exit code."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -70,8 +82,11 @@ def reported() -> Iterator[None]:
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
     except RunInterrupted as exc:
-        _say(f"\ninterrupted: {exc.written} of {exc.total} problems are in {exc.output} (problems in flight were "
-             f"abandoned); nothing partial was written.\nresume with: {resume_hint()}")
+        if exc.written is None:
+            _say(f"\ninterrupted while starting: nothing was written to {exc.output}.\nresume with: {resume_hint()}")
+        else:
+            _say(f"\ninterrupted: {exc.written} of {exc.total} problems are in {exc.output} (problems in flight were "
+                 f"abandoned); nothing partial was written.\nresume with: {resume_hint()}")
         _exit_now(INTERRUPTED_EXIT)
     except KeyboardInterrupt:
         _say("\ninterrupted")

@@ -44,7 +44,9 @@ from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem
 from sglang_plugin.runs.results import Judge, Solved, outcome_records, result_line
 
-DEFAULT_WATCHDOG = 900.0  # seconds without progress before a run stops (raise it for hour-long generations)
+# Seconds without progress before a run stops: longer than one generation takes at the usual token caps (a
+# request without a byte fails by itself after the transport's read timeout); raise it for hour-long traces.
+DEFAULT_WATCHDOG = 1800.0
 DEFAULT_SERVER_WAIT = 60.0  # seconds a problem waits for servers that stopped answering
 MAX_OUTAGES = 3  # outages one problem rides out before the run stops
 

@@ -17,6 +17,7 @@ from planner.policies import check_params
 from planner.redact import SECRET_KEYS
 from planner.strategies import strategy as find_strategy
 from sglang_plugin.config import SolveConfig
+from sglang_plugin.runs.runner import DEFAULT_SERVER_WAIT, DEFAULT_WATCHDOG
 from sglang_plugin.scorers.base import Scorer
 from sglang_plugin.scorers.kinds import SCORER_KINDS, make_scorer
 from sglang_plugin.transport.http import TransportConfig
@@ -57,8 +58,8 @@ class RunSettings:
     retry_failed: bool = False
     max_failures_in_a_row: int = 10
     retry_delay: float = 2.0
-    watchdog_seconds: float = 900.0  # stop when nothing progressed for this long
-    server_wait: float = 60.0  # how long a problem waits for servers that stopped answering
+    watchdog_seconds: float = DEFAULT_WATCHDOG  # stop when nothing progressed for this long
+    server_wait: float = DEFAULT_SERVER_WAIT  # how long a problem waits for servers that stopped answering
     progress: bool = True
     api_key: str | None = None
 
