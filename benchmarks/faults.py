@@ -84,6 +84,17 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
+def math500(data: Path, count: int, token_delay_ms: float) -> tuple[list[dict], list[str]]:
+    """The first `count` MATH-500 problems (id, text, reference), and the sim-server options that serve them at
+    the default policy's measured success rates with a per-token delay."""
+    problems = [{k: r[k] for k in ("unique_id", "problem", "answer")}
+                for _, r in read_jsonl(data / "math500" / "test.jsonl")][:count]
+    options = ["--problems", str(data / "outcomes" / "math500_success_rates.jsonl"), "--solutions",
+               str(data / "math500" / "test.jsonl"), "--rate-field", RATE_FIELD,
+               "--token-delay-ms", str(token_delay_ms)]
+    return problems, options
+
+
 def count_lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
@@ -215,12 +226,7 @@ def main() -> None:
     parser.add_argument("--token-delay-ms", type=float, default=1.0)
     parser.add_argument("--classes", default=None, help="comma-separated parts of class names (default: all)")
     args = parser.parse_args()
-    data = data_dir(args.data)
-    problems = [{k: r[k] for k in ("unique_id", "problem", "answer")}
-                for _, r in read_jsonl(data / "math500" / "test.jsonl")][:args.problems]
-    options = ["--problems", str(data / "outcomes" / "math500_success_rates.jsonl"), "--solutions",
-               str(data / "math500" / "test.jsonl"), "--rate-field", RATE_FIELD,
-               "--token-delay-ms", str(args.token_delay_ms)]
+    problems, options = math500(data_dir(args.data), args.problems, args.token_delay_ms)
     chosen = [c for c in CLASSES if args.classes is None or any(part in c.name for part in args.classes.split(","))]
     if any(c.gateway for c in chosen) and smg_binary() is None:
         print("smg (the SGLang Model Gateway) is not installed: the gateway class is left out")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from faults import math500
 from gateway import Gateway, Worker, smg_binary
-from plugin_support import RATE_FIELD, data_dir
+from plugin_support import data_dir
 
-from planner.jsonl import read_jsonl
 from sglang_plugin.runs.files import audit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,12 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     if smg_binary() is None:
         raise SystemExit("smg (the SGLang Model Gateway) is not installed: pip install smg")
-    data = data_dir(args.data)
-    problems = [{k: r[k] for k in ("unique_id", "problem", "answer")}
-                for _, r in read_jsonl(data / "math500" / "test.jsonl")][:args.problems]
-    options = ["--problems", str(data / "outcomes" / "math500_success_rates.jsonl"), "--solutions",
-               str(data / "math500" / "test.jsonl"), "--rate-field", RATE_FIELD,
-               "--token-delay-ms", str(args.token_delay_ms)]
+    problems, options = math500(data_dir(args.data), args.problems, args.token_delay_ms)
     work = Path(tempfile.mkdtemp(prefix="gateway-scaling-"))
     print(f"{len(problems)} problems, majority@4, run concurrency {args.concurrency} ({4 * args.concurrency} samples "
           f"in flight), {args.slots} slots per worker, token delay {args.token_delay_ms} ms; files in {work}")

@@ -161,13 +161,18 @@ def test_calibrate_checks_its_settings_before_any_request(tmp_path, silent):
     assert silent.connections == []
 
 
-def test_a_read_only_output_is_refused_before_any_request(tmp_path, silent):
-    folder = tmp_path / "ro"
+def _mounted(folder: Path, options: str) -> Path:
+    """A tmpfs mounted at `folder` with `options` (the caller unmounts it); skips where mounting is not allowed."""
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True,
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
                              check=False)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only file system here: {mounted.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a file system ({options}) here: {mounted.stderr.decode().strip()}")
+    return folder
+
+
+def test_a_read_only_output_is_refused_before_any_request(tmp_path, silent):
+    folder = _mounted(tmp_path / "ro", "ro,size=1m")
     try:
         write_problems(tmp_path / "problems.jsonl", 2)
         result = _invoke(_run(silent.url, tmp_path, "-o", str(folder / "results.jsonl")))
@@ -258,12 +263,7 @@ def test_retry_failed_keeps_the_results_files_permissions(tmp_path):
 
 
 def test_a_disk_that_fills_up_mid_run_stops_it_resumably(tmp_path):
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(folder)], capture_output=True,
-                             check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    folder = _mounted(tmp_path / "small", "size=24k")
     try:
         write_problems(tmp_path / "problems.jsonl", 40)
         with SimServer(SAMPLE, seed=5) as server:
