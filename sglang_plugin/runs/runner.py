@@ -250,9 +250,11 @@ class BatchRunner:
         if self._stop.is_set():
             return None
         judge = Judge(self.grader, problem.reference) if problem.reference is not None else None
+        if judge is not None and kept is not None:
+            judge(kept.result.answer)  # the answer first, while the judging time is fresh
+        records = outcome_records(problem, kept, judge, self.policy)  # before the line, which lists judge errors
         line = result_line(problem, kept, judge, errors=errors, cost=cost, answer_field=self.answer_field,
                            secrets=self.secrets)
-        records = outcome_records(problem, kept, judge, self.policy)
         return _Finished(problem, line, records, line.status == "failed")
 
     def _wait_for_servers(self, down: str) -> bool:
