@@ -229,10 +229,11 @@ class BatchRunner:
                 solved, failure = None, f"{type(exc).__name__}: {exc}"
             else:
                 cost = cost + solved.result.cost
-                kept = _better(kept, solved)
-                if solved.complete:
+                if solved.complete:  # the attempt that ran as planned is the one written
+                    kept = solved
                     errors += solved.result.errors
                     break
+                kept = _better(kept, solved)
                 failure = solved.failure()
             how = "failed" if solved is None or solved.failed else "was partial"
             errors.append(f"attempt {tries + outages + 1} {how}: {failure}")
@@ -279,5 +280,5 @@ class BatchRunner:
 
 
 def _better(kept: Solved | None, solved: Solved) -> Solved:
-    """The attempt to write: the one with more samples of the policy (the later one on a tie)."""
+    """Of two attempts that both lost branches, the one to write: more samples of the policy (later on a tie)."""
     return solved if kept is None or solved.whole_samples >= kept.whole_samples else kept
