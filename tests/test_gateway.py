@@ -79,7 +79,8 @@ def test_a_run_rides_out_a_workers_death(gateway, tmp_path):
 
 def test_starting_while_the_gateways_model_info_worker_is_down_waits_for_the_gateway(gateway, tmp_path):
     write_problems(tmp_path / "problems.jsonl", 6)
-    front, workers = gateway(2, "round_robin", smg=("--health-check-interval-secs", "1",
+    # the gateway drops a dead worker after two failed checks 4 s apart: well after the run has started
+    front, workers = gateway(2, "round_robin", smg=("--health-check-interval-secs", "4",
                                                     "--health-failure-threshold", "2"))
     _info_worker(front, workers).kill()
     done = cli(*_run(front.url, tmp_path, "--server-wait", "60"), timeout=180)

@@ -154,23 +154,33 @@ def test_answers_slow_to_compare_do_not_hold_a_problem_past_its_bound(tmp_path):
     assert seconds < time_limit + (time_limit + timeout) + 3
 
 
-def test_an_interrupt_never_separates_a_problems_records_from_its_line(tmp_path, monkeypatch):
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # what the CLI does on SIGTERM
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_never_separates_a_problems_records_from_its_line(tmp_path, monkeypatch, sig):
     identity = {"input_sha256": "x", "settings": {}}
     write_all = run_files._write_all
 
-    def interrupted_write(fd, data):  # Ctrl-C arrives right after the outcome records are written
+    def interrupted_write(fd, data):  # Ctrl-C or SIGTERM arrives right after the outcome records are written
         write_all(fd, data)
         if b'"branch"' in data:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(sig)
 
     monkeypatch.setattr(run_files, "_write_all", interrupted_write)
     line = ResultLine("p1", "7", "ok", Cost(), record={"problem": "x"})
-    with RunFiles(tmp_path / "r.jsonl", tmp_path / "o.jsonl", identity, sync_interval=None) as files:
-        with pytest.raises(KeyboardInterrupt):
-            files.append(line, [OutcomeRecord("p1", "x", None, "majority", 0, "7", True)])
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        with RunFiles(tmp_path / "r.jsonl", tmp_path / "o.jsonl", identity, sync_interval=None) as files:
+            with pytest.raises(KeyboardInterrupt):
+                files.append(line, [OutcomeRecord("p1", "x", None, "majority", 0, "7", True)])
+        handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert [r["problem_id"] for r in lines(tmp_path / "r.jsonl")] == ["p1"]
     assert [r["problem_id"] for r in lines(tmp_path / "o.jsonl")] == ["p1"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert handlers == (signal.default_int_handler, _stop)  # the handlers in place before are back
 
 
 def test_a_huge_size_keeps_threads_to_the_problems_in_flight(tmp_path):

@@ -76,7 +76,7 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
         click.echo(result.skipped.summary(), err=True)
     left_out = {name: n for name, n in result.measured.left_out.items() if n}
     if left_out:
-        click.echo("runs left out (failed): " + ", ".join(f"{k} {v}" for k, v in left_out.items())
+        click.echo("runs left out (failed or partial): " + ", ".join(f"{k} {v}" for k, v in left_out.items())
                    + "; --retry-failed runs them again", err=True)
     click.echo(f"wrote {settings.output} ({len(result.measured.points)} points; runs in {settings.runs_folder})")
     click.echo("\nMeasured accuracy and tokens per problem against the default and calibrated curves:")
