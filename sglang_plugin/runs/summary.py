@@ -17,6 +17,7 @@ from planner.records import ResultLine
 class Tally:
     problems: int = 0
     failed: int = 0
+    partial: int = 0  # answered from fewer samples than planned
     with_reference: int = 0
     correct: int = 0
     failed_branches: int = 0
@@ -26,6 +27,7 @@ class Tally:
     def add(self, line: ResultLine) -> None:
         self.problems += 1
         self.failed += line.status == "failed"
+        self.partial += line.status == "partial"
         if line.correct is not None:
             self.with_reference += 1
             self.correct += line.correct
@@ -63,7 +65,8 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         total = self.total
-        return {"problems": total.problems, "failed": total.failed, "with_reference": total.with_reference,
+        return {"problems": total.problems, "failed": total.failed, "partial": total.partial,
+                "with_reference": total.with_reference,
                 "correct": total.correct, "accuracy": total.accuracy, "tokens_per_problem": total.tokens_per_problem,
                 "flops_per_problem": self.flops_per_problem(total), "cache_hit_share": total.cost.cache_hit_share,
                 "cost": total.cost.to_dict(), "strategies": dict(self.strategies), "stops": dict(self.stops),
@@ -97,11 +100,16 @@ def summarize(lines: Iterable[ResultLine], *, wall_time: float, session_problems
 def format_summary(summary: RunSummary) -> str:
     total = summary.total
     rate = summary.session_problems / summary.wall_time if summary.wall_time > 0 else 0.0
-    lines = [f"problems      {total.problems} written ({total.failed} failed); {summary.session_problems} in this "
-             f"session, {summary.wall_time:.1f} s wall time ({rate:.2f} problems/s)"]
+    lines = [(f"problems      {total.problems} written ({total.failed} failed, {total.partial} partial); "
+              f"{summary.session_problems} in this session, {summary.wall_time:.1f} s wall time "
+              f"({rate:.2f} problems/s)")]
     if total.failed_branches:
         lines.append(f"branches      {total.failed_branches} of {total.branches} failed (requests that gave up after "
-                     "their retries); their problems were answered from the rest")
+                     f"their retries); {total.partial} problem(s) were answered from fewer samples than planned "
+                     "(status partial)")
+    if total.failed or total.partial:
+        lines.append(f"redo          {total.failed} failed and {total.partial} partial problem(s): run the same "
+                     "command with --retry-failed")
     if total.with_reference:
         lines.append(f"accuracy      {total.accuracy:.3f} ({total.correct}/{total.with_reference} with a reference "
                      "answer; failed problems count as wrong)")
