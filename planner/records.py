@@ -160,6 +160,7 @@ class ResultLine:
     errors: tuple[str, ...] = ()
     branches: int = 0
     failed_branches: int = 0
+    thinking_tokens: int | None = None  # long-thinking policies: the branches' tokens spent thinking
     record: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -180,6 +181,8 @@ class ResultLine:
         outcome.pop("record")
         if self.correct is None:
             outcome.pop("correct")
+        if self.thinking_tokens is None:
+            outcome.pop("thinking_tokens")
         return {**self.record, **outcome, "format_version": FORMAT_VERSION}
 
     @classmethod

@@ -98,8 +98,12 @@ async def _streamed(run: SearchRun, branch: Branch, trace: TraceConfidence, stop
 
     sampling = {**run.sampling_for(branch), "stream_interval": run.config.search.confidence_stream_interval}
     payload = run.endpoint.payload(run.prompt + branch.text, sampling, _logprob_options(run))
-    _, stopped = await run.endpoint.astream(payload, run.ledger, on_event)
-    return reader.item(), reader.thinking_tokens, stopped
+    last, stopped = await run.endpoint.astream(payload, run.ledger, on_event)
+    item = reader.item()
+    if stopped and last is not None:  # the server's last chunk counts the tokens generated after the cut too
+        served = int((last.get("meta_info") or {}).get("completion_tokens") or 0)
+        item["meta_info"]["completion_tokens"] = max(served, reader.completion_tokens)
+    return item, reader.thinking_tokens, stopped
 
 
 async def _segmented(run: SearchRun, branch: Branch, trace: TraceConfidence, stop: Stop | None):

@@ -122,7 +122,8 @@ def result_line(problem: RunProblem, solved: Solved | None, judge: Judge | None,
         strategy=solved.executed if solved is not None else None, correct=verdict,
         plan=result.plan if result is not None else None, prediction=result.prediction if result is not None else None,
         errors=tuple(errors), branches=len(result.branches) if result is not None else 0,
-        failed_branches=len(result.failed_branches) if result is not None else 0, record=record)
+        failed_branches=len(result.failed_branches) if result is not None else 0,
+        thinking_tokens=result.thinking_tokens if result is not None else None, record=record)
 
 
 def outcome_records(problem: RunProblem, solved: Solved | None, judge: Judge | None,

@@ -22,6 +22,7 @@ class Tally:
     correct: int = 0
     failed_branches: int = 0
     branches: int = 0
+    thinking_tokens: int = 0  # long-thinking policies: generated tokens spent thinking
     cost: Cost = field(default_factory=Cost)
 
     def add(self, line: ResultLine) -> None:
@@ -33,6 +34,7 @@ class Tally:
             self.correct += line.correct
         self.branches += line.branches
         self.failed_branches += line.failed_branches
+        self.thinking_tokens += line.thinking_tokens or 0
         self.cost = self.cost + line.cost
 
     @property
@@ -71,6 +73,7 @@ class RunSummary:
                 "flops_per_problem": self.flops_per_problem(total), "cache_hit_share": total.cost.cache_hit_share,
                 "cost": total.cost.to_dict(), "strategies": dict(self.strategies), "stops": dict(self.stops),
                 "branches": total.branches, "failed_branches": total.failed_branches,
+                "thinking_tokens": total.thinking_tokens,
                 "adaptive_samples": self.adaptive_samples, "wall_time": self.wall_time,
                 "session_problems": self.session_problems}
 
@@ -119,6 +122,9 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"tokens        {total.tokens_per_problem:,.0f} per problem (generated "
                  f"{cost.completion_tokens / per:,.0f}, uncached prompt {uncached / per:,.0f}, reward model "
                  f"{cost.reward_tokens / per:,.0f})")
+    if total.thinking_tokens:
+        lines.append(f"thinking      {total.thinking_tokens / per:,.0f} generated tokens per problem spent thinking, "
+                     f"{(cost.completion_tokens - total.thinking_tokens) / per:,.0f} answering")
     flops = summary.flops_per_problem(total)
     lines.append(f"FLOPs         {flops:.3g} per problem" if flops is not None
                  else "FLOPs         unknown (the policy's size is not known; give --policy-params)")

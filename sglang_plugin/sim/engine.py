@@ -235,7 +235,7 @@ class SimEngine:
             plan, head, at = known
         else:
             spec, _, _ = self.reasoner.locate(text)
-            rng = self._rng(text, sampling)
+            rng = self._rng(text, sampling, sampling.draw_key)  # where the trace stops does not change it
             correct = rng.random() < spec.rate
             if correct or not spec.wrong_answers:
                 answer = spec.answer or "0"
@@ -276,8 +276,11 @@ class SimEngine:
             while len(self._unfinished) > UNFINISHED_MEMORY:
                 self._unfinished.popitem(last=False)
 
-    def _rng(self, text: str, sampling: Sampling) -> random.Random:
-        key = hashlib.blake2b(f"{text}\x00{sampling.key}".encode("utf-8"), digest_size=16).digest()
+    def _rng(self, text: str, sampling: Sampling, key: str | None = None) -> random.Random:
+        """The draw of a request: the same for the same text, parameters (`key`: by default all of them) and
+        seed, else the next for them."""
+        key = hashlib.blake2b(f"{text}\x00{sampling.key if key is None else key}".encode("utf-8"),
+                              digest_size=16).digest()
         if sampling.sampling_seed is not None:
             draw = f"seed{sampling.sampling_seed}"
         elif sampling.greedy:
