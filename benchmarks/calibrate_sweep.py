@@ -62,7 +62,7 @@ def main() -> None:
                               reward_endpoint=url, reward_model=ORM, concurrency=args.concurrency, progress=False)
             settings = CalibrateSettings(run, work / f"{name}.json", STRATEGIES, sizes)
             started = time.perf_counter()
-            results[name] = calibrate(settings, echo=lambda _: None)
+            results[name] = calibrate(settings)
             samples = sum(a.size for a in results[name].arms) * (len(records) - half if name == "heldout" else half)
             print(f"{name}: {len(results[name].arms)} arms x {half if name == 'dev' else len(records) - half} problems "
                   f"({samples} samples) in {time.perf_counter() - started:.1f} s "

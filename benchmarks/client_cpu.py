@@ -82,7 +82,7 @@ def measure_run(url: str, folder: Path, items: list[dict], size: int, concurrenc
     settings = RunSettings(endpoint=url, input=source, output=folder / f"{tag}.jsonl", strategy="majority", size=size,
                            concurrency=concurrency, progress=False)
     started = cpu_seconds()
-    report = run_batch(settings, echo=lambda _: None)
+    report = run_batch(settings)
     spent = cpu_seconds() - started
     assert report.summary.total.problems == len(items), report.summary.total.problems
     return spent

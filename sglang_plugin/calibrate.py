@@ -30,7 +30,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from planner.errors import InputError, PlannerError, RunInterrupted
 from planner.files import atomic_path, sha256_of
 from planner.grading import Grader, shared_grader
 from planner.jsonl import SkipLog
+from planner.logs import logger
 from planner.planning.calibration import (
     CALIBRATION_FORMAT,
     CALIBRATION_VERSION,
@@ -64,6 +65,8 @@ DEFAULT_SIZES = (1, 2, 4, 8, 16)
 # A bin's accuracy over fewer dev problems than this is too noisy to fit a curve to (its standard error can
 # exceed 0.15), so its points are not written and the planner keeps that bin's defaults.
 MIN_BIN_PROBLEMS = 10
+
+log = logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,7 @@ class CalibrationResult:
     skipped: SkipLog | None
 
 
-def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print) -> CalibrationResult:
+def calibrate(settings: CalibrateSettings) -> CalibrationResult:
     """Run (or resume) every arm, then write the calibration file, validated by loading it back."""
     arms = settings.arms()
     base = settings.run
@@ -325,16 +328,16 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
     predictions, predictor_path = predict_all(planning, served, problems)
     pass_at_1 = {pid: prediction.pass_at_1 for pid, prediction in predictions.items()}
     counts = bin_counts(pass_at_1)
-    echo(describe_bins(counts, settings.min_bin_problems))
+    log.info(describe_bins(counts, settings.min_bin_problems))
     bins_too_small(counts, settings.min_bin_problems)  # refused before any arm runs
     grader = shared_grader(base.config.grading)
     folder = settings.runs_folder
     notes: list[str] = []
     lines_by_arm: dict[Arm, list[ResultLine]] = {}
     for i, arm in enumerate(arms, start=1):
-        echo(f"[{i}/{len(arms)}] {arm.name}")
+        log.info(f"[{i}/{len(arms)}] {arm.name}")
         lines_by_arm[arm] = _run_arm(arm, base, folder, served, problems, endpoint, scorer, planning, predictions,
-                                     grader, notes, echo)
+                                     grader, notes)
     measured = measure(lines_by_arm, pass_at_1, policy, settings.min_bin_problems)
     rm = next((arm.reward_model for arm in arms if arm.reward_model), None)
     document = calibration_document(measured, {
@@ -351,7 +354,7 @@ def calibrate(settings: CalibrateSettings, echo: Callable[[str], object] = print
 
 
 def _run_arm(arm: Arm, base: RunSettings, folder: Path, served: str, problems: list[RunProblem], endpoint, scorer,
-             planning, predictions: dict, grader: Grader, notes: list[str], echo) -> list[ResultLine]:
+             planning, predictions: dict, grader: Grader, notes: list[str]) -> list[ResultLine]:
     settings = replace(base, strategy=arm.strategy, size=arm.size, output=folder / f"{arm.name}.jsonl", outcomes=None,
                        adaptive=AdaptiveConfig(), calibration=None, max_budget=None, target_confidence=None)
     if arm.reward_model is None:  # the same runs whatever reward model is served: shareable across calibrations
@@ -360,7 +363,7 @@ def _run_arm(arm: Arm, base: RunSettings, folder: Path, served: str, problems: l
     with RunFiles(settings.output, settings.outcomes_path, settings.identity(served, None),
                   overwrite=base.overwrite, retry_failed=base.retry_failed) as files:
         for note in files.notes:
-            echo(f"  {note}")
+            log.info(f"  {note}")
             notes.append(f"{arm.name}: {note}")
         runner = BatchRunner(solver, files, grader, policy=served, concurrency=base.concurrency,
                              health=health_check(endpoint, base.reward_endpoint, base.transport),

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from planner.difficulty import BINS
+from planner.logs import logger
 from planner.planning.allocation import Budget, uniform
 from planner.planning.table import StrategyTable
 from planner.policies import DEFAULT_POLICY
@@ -36,6 +37,8 @@ MAX_UNIFORM_RUNS = 4  # uniform runs in all (one chain of thought first), to bra
 # Largest uniform size the demo runs: 32 samples of 100 problems take about 12 s on the simulator (2 cores), which
 # keeps the demo under a minute.
 MAX_UNIFORM_SIZE = 32
+
+log = logger(__name__)
 
 
 def sample_path() -> Path:
@@ -156,8 +159,7 @@ def reaching(table: StrategyTable, samples: float) -> list[str]:
 
 
 def run_demo(folder: Path | None = None, *, problems: int = 100, budget: int = 8, scorer: str = "none",
-             concurrency: int = 8, seed: int = 0, progress: bool = True,
-             echo: Callable[[str], object] = print) -> DemoResult:
+             concurrency: int = 8, seed: int = 0, progress: bool = True) -> DemoResult:
     """Serve the sample from a simulated server, run adaptive at `budget` samples per problem, then one chain of
     thought per problem (the unit of spend), then the uniform strategy the planner picks at the adaptive run's
     measured spend, at sizes around it until they bracket it (at most MAX_UNIFORM_RUNS runs in all)."""
@@ -168,24 +170,24 @@ def run_demo(folder: Path | None = None, *, problems: int = 100, budget: int = 8
     source = folder / "problems.jsonl"
     source.write_text("".join(json.dumps({k: r[k] for k in INPUT_FIELDS}) + "\n" for r in records), encoding="utf-8")
     with SimServer(sample_path(), seed=seed) as server:
-        echo(f"SIMULATED SGLang server (no model, no GPU) at {server.url}: it answers each of {len(records)} MATH-500 "
-             f"problems at the success rate {DEFAULT_POLICY} measured on it (50 samples); "
-             + ("rewards are synthetic." if scorer != "none" else "no reward model."))
+        log.info(f"SIMULATED SGLang server (no model, no GPU) at {server.url}: it answers each of {len(records)} "
+                 f"MATH-500 problems at the success rate {DEFAULT_POLICY} measured on it (50 samples); "
+                 + ("rewards are synthetic." if scorer != "none" else "no reward model."))
         common = dict(endpoint=server.url, input=source, concurrency=concurrency, progress=progress,
                       scorer=scorer, reward_endpoint=server.url if scorer != "none" else None)
         # Naming the reward model records it in each run's manifest, so `tts-planner report` can price it in FLOPs.
         common["reward_model"] = RunSettings(output=folder / "adaptive.jsonl", **common).reward_model_name
         settings = RunSettings(output=folder / "adaptive.jsonl", budget=budget, **common)
         table = StrategyTable.default(DEFAULT_POLICY, settings.reward_model_name)
-        echo(f"adaptive: the planner predicts each problem's difficulty, probes it, and spends {budget} samples per "
-             "problem on average where they buy the most")
-        adaptive = run_batch(settings, echo=echo)
+        log.info(f"adaptive: the planner predicts each problem's difficulty, probes it, and spends {budget} samples "
+                 "per problem on average where they buy the most")
+        adaptive = run_batch(settings)
 
         def run_size(strategy: str, size: int) -> UniformRun:
             name = strategy if size > 1 else "cot"
-            echo(f"uniform: {name}@{size} for every problem")
+            log.info(f"uniform: {name}@{size} for every problem")
             report = run_batch(RunSettings(output=folder / f"uniform-{name}@{size}.jsonl", strategy=name, size=size,
-                                           **common), echo=echo)
+                                           **common))
             return UniformRun(name, size, report)
 
         runs = [run_size("cot", 1)]
@@ -196,8 +198,8 @@ def run_demo(folder: Path | None = None, *, problems: int = 100, budget: int = 8
         best = uniform(pass_at_1, table, Budget(max(samples, 1.0)), max_size=MAX_UNIFORM_SIZE,
                        strategies=reaching(table, samples))[0]
         strategy = best.strategy if best.strategy != "cot" else "majority"
-        echo(f"the adaptive run spent {samples:.2f} chains of thought's {spend.unit} per problem; at that budget the "
-             f"planner's best uniform strategy up to size {MAX_UNIFORM_SIZE} is {strategy}")
+        log.info(f"the adaptive run spent {samples:.2f} chains of thought's {spend.unit} per problem; at that budget "
+                 f"the planner's best uniform strategy up to size {MAX_UNIFORM_SIZE} is {strategy}")
         sizes = [n for n in family_sizes(table, strategy) if n <= MAX_UNIFORM_SIZE]
         measured = {1: spend.of(runs[0].report.summary, runs[0].report.summary.total)}
         size = best.size if best.size in sizes and best.size > 1 else next_size(sizes, measured, target)

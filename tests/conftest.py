@@ -2,12 +2,15 @@
 settings, result files written as `tts-planner run` writes them, and readers for what the commands write."""
 
 import json
+import logging
 import os
 import random
 import struct
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +50,26 @@ PROBLEMS = [Problem(r["problem"], r["answer"], r["pass_rate"], r["solution"])
 # The demo's MATH-500 sample (shipped in the package): 20 problems per level, with their measured pass rates.
 SAMPLE = ROOT / "sglang_plugin" / "demo_data" / "math500_sample.jsonl"
 RECORDS = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
+
+
+@contextmanager
+def logged(level: int = logging.INFO) -> Iterator[list[str]]:
+    """The messages the product logs at `level` and above while the block runs (for fixtures wider than caplog)."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    product = logging.getLogger("tts_planner")
+    handler, before = Collect(level), product.level
+    product.addHandler(handler)
+    product.setLevel(level)
+    try:
+        yield messages
+    finally:
+        product.removeHandler(handler)
+        product.setLevel(before)
 
 
 def read_sample(name: str) -> list[dict]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import ONE_RETRY as FAST
-from conftest import markdown_tables, png_size, sim_stats
+from conftest import logged, markdown_tables, png_size, sim_stats
 
 from planner.cost import Cost
 from planner.difficulty import difficulty_bin
@@ -69,8 +69,8 @@ def swept(server, tmp_path_factory):
     folder = tmp_path_factory.mktemp("calibrate")
     write_problems(folder / "dev.jsonl", 16)
     settings = sweep(server.url, folder)
-    messages = []
-    return settings, calibrate(settings, echo=messages.append), messages
+    with logged() as messages:
+        return settings, calibrate(settings), messages
 
 
 def test_arms_run_cot_first_at_the_sizes_the_planner_offers():
@@ -137,13 +137,13 @@ def test_running_again_resumes_and_new_sizes_run_only_the_new_arms(server, swept
     folder = settings.runs_folder
     before = {p.name: p.read_bytes() for p in folder.glob("*.jsonl")}
     requests = sim_stats(server)["requests"]
-    again = calibrate(settings, echo=lambda _: None)
+    again = calibrate(settings)
     assert sim_stats(server)["requests"] == requests
     assert again.calibration.points == first.calibration.points
 
     wider = replace(settings, sizes=(1, 2, 4, 8), output=settings.output.with_name("wider.json"),
                     runs_dir=folder)
-    grown = calibrate(wider, echo=lambda _: None)
+    grown = calibrate(wider)
     assert sim_stats(server)["requests"] > requests
     assert {p.name: p.read_bytes() for p in folder.glob("*.jsonl") if p.name in before} == before
     new = {p.name for p in folder.glob("*.jsonl")} - set(before)
@@ -206,14 +206,14 @@ def test_an_invalid_calibration_is_never_written(tmp_path):
 def test_dev_problems_need_reference_answers_and_a_down_server_is_named(server, tmp_path):
     write_problems(tmp_path / "dev.jsonl", 2, extra=[{"problem_id": "x", "problem": "What is 1+1?"}])
     with pytest.raises(InputError) as caught:
-        calibrate(sweep(server.url, tmp_path), echo=lambda _: None)
+        calibrate(sweep(server.url, tmp_path))
     assert (caught.value.path, caught.value.line, caught.value.field) == (str(tmp_path / "dev.jsonl"), 3, "answer")
 
     write_problems(tmp_path / "dev.jsonl", 2)
     with SimServer(SAMPLE) as gone:
         url = gone.url
     with pytest.raises(PlannerError, match=f"cannot reach the policy server at {url}"):
-        calibrate(sweep(url, tmp_path), echo=lambda _: None)
+        calibrate(sweep(url, tmp_path))
 
 
 def test_cli_calibrates_then_reports_on_the_runs(server, tmp_path):

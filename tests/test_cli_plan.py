@@ -10,9 +10,19 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "problems.jsonl"
 STRATEGIES = {"cot", "majority", "best_of_n", "weighted_vote", "beam_search", "dvts", "particle_filter"}
 
 
-def test_plan_gives_every_problem_a_plan_and_compares_with_uniform():
+def test_plan_prints_its_table_and_writes_plans_only_where_asked(tmp_path):
+    """The README's first command prints the comparison table, not 24 records; -o FILE writes them, -o - sends
+    them to stdout (the table then to stderr)."""
     result = run("plan", EXAMPLES, "--budget", 4)
-    records = lines(result.stdout)
+    assert result.stdout.startswith("Priced in FLOPs") and "{" not in result.stdout
+    assert "Baseline at equal compute: uniform (majority@" in result.stdout and "-o FILE writes them" in result.stderr
+    summary = [line.split() for line in result.stdout.splitlines() if line.startswith(("uniform", "allocated"))]
+    (uniform_acc, uniform_flops), (planned_acc, planned_flops) = ((row[-5], row[-3]) for row in summary)
+    assert float(planned_acc) >= float(uniform_acc) - 1e-9  # the allocation is never worse on its own curves
+    assert planned_flops == uniform_flops  # compared at the same compute
+    mix = next(line for line in result.stdout.splitlines() if line.startswith("plan strategies: "))
+    piped = run("plan", EXAMPLES, "--budget", 4, "-o", "-")
+    records = lines(piped.stdout)
     source = lines(EXAMPLES.read_text(encoding="utf-8"))
     assert [r["id"] for r in records] == [s["id"] for s in source]
     for record in records:
@@ -20,11 +30,13 @@ def test_plan_gives_every_problem_a_plan_and_compares_with_uniform():
         assert plan["strategy"] in {"cot", "majority"}  # no reward model served: voting only
         assert plan["size"] >= 1 and 0 <= plan["expected_accuracy"] <= 1 and plan["expected_cost"] > 0
         assert plan["difficulty"] in {"easy", "medium", "hard"} and 0 <= plan["pass_at_1"] <= 1
-    assert "Baseline at equal compute: uniform (majority@" in result.stderr and "allocated" in result.stderr
-    summary = [line.split() for line in result.stderr.splitlines() if line.startswith(("uniform", "allocated"))]
-    (uniform_acc, uniform_flops), (planned_acc, planned_flops) = ((row[-5], row[-3]) for row in summary)
-    assert float(planned_acc) >= float(uniform_acc) - 1e-9  # the allocation is never worse on its own curves
-    assert planned_flops == uniform_flops  # compared at the same compute
+    for name in ("cot", "majority"):  # the table's strategy mix counts what the records say
+        assert f"{name} x{sum(r['plan']['strategy'] == name for r in records)} " in mix
+    assert piped.stderr.startswith("Priced in FLOPs") and mix in piped.stderr
+    out = tmp_path / "plans.jsonl"
+    quiet = run("plan", EXAMPLES, "--budget", 4, "-o", out, "-q")
+    assert lines(out.read_text(encoding="utf-8")) == records
+    assert quiet.stdout == result.stdout and quiet.stderr == ""
 
 
 def test_total_token_budget_is_respected_and_output_file_written(tmp_path):
@@ -38,8 +50,8 @@ def test_total_token_budget_is_respected_and_output_file_written(tmp_path):
 
 
 def test_reward_model_opens_search_strategies_and_more_budget_buys_more():
-    cheap = lines(run("plan", EXAMPLES, "--budget", 2, "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B").stdout)
-    rich = lines(run("plan", EXAMPLES, "--budget", 32, "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B").stdout)
+    cheap = lines(run("plan", EXAMPLES, "--budget", 2, "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B", "-o", "-").stdout)
+    rich = lines(run("plan", EXAMPLES, "--budget", 32, "--reward-model", "Qwen/Qwen2.5-Math-PRM-7B", "-o", "-").stdout)
     assert {r["plan"]["strategy"] for r in rich} - {"cot", "majority"}  # a reward model gets used
     total = lambda rows, key: sum(r["plan"][key] for r in rows)  # noqa: E731
     assert total(rich, "expected_cost") > total(cheap, "expected_cost")
@@ -47,7 +59,7 @@ def test_reward_model_opens_search_strategies_and_more_budget_buys_more():
 
 
 def test_strategy_filter_and_cap(tmp_path):
-    rows = lines(run("plan", EXAMPLES, "--budget", 16, "--strategies", "cot,majority", "--cap", 4).stdout)
+    rows = lines(run("plan", EXAMPLES, "--budget", 16, "--strategies", "cot,majority", "--cap", 4, "-o", "-").stdout)
     assert {r["plan"]["strategy"] for r in rows} <= {"cot", "majority"}
     assert max(r["plan"]["size"] for r in rows) <= 4
 
@@ -75,12 +87,12 @@ def test_plan_reports_bad_lines_with_file_and_line(tmp_path):
     source.write_text('{"problem": "What is 2+2?"}\n{"problem": 5}\n', encoding="utf-8")
     result = run("plan", source, "--budget", 4, check=False)
     assert result.returncode != 0 and f"{source}:2: field 'problem': expected text" in result.stderr
-    skipped = run("plan", source, "--budget", 4, "--skip-bad")
+    skipped = run("plan", source, "--budget", 4, "--skip-bad", "-o", "-")
     assert len(lines(skipped.stdout)) == 1 and "skipped 1 bad line(s)" in skipped.stderr
 
 
 def test_plan_output_keeps_the_whole_input_record():
-    record = lines(run("plan", EXAMPLES, "--budget", 4).stdout)[0]
+    record = lines(run("plan", EXAMPLES, "--budget", 4, "-o", "-").stdout)[0]
     original = json.loads(EXAMPLES.read_text(encoding="utf-8").splitlines()[0])
     assert {k: record[k] for k in original} == original
 
@@ -89,11 +101,11 @@ def test_a_72b_reward_model_is_priced_by_its_flops_and_the_baseline_spends_the_s
     """The issue's case: with a 72B outcome RM the plan once reported 1.46 PFLOPs against the baseline's 20.02
     "at the same budget". Priced in FLOPs, both spend the same compute, and --budget-flops bounds it."""
     result = run("plan", EXAMPLES, "--budget", 4, "--reward-model", "Qwen/Qwen2.5-Math-RM-72B")
-    assert "Priced in FLOPs" in result.stderr and "Baseline at equal compute" in result.stderr
-    totals = [line.split()[-2] for line in result.stderr.splitlines() if line.startswith(("uniform", "allocated"))]
+    assert "Priced in FLOPs" in result.stdout and "Baseline at equal compute" in result.stdout
+    totals = [line.split()[-2] for line in result.stdout.splitlines() if line.startswith(("uniform", "allocated"))]
     assert len(totals) == 2 and totals[0] == totals[1]
     budget = 24 * 2 * 1.54e9 * (150 + 4 * 600)
-    capped = run("plan", EXAMPLES, "--budget-flops", budget, "--reward-model", "Qwen/Qwen2.5-Math-RM-72B")
+    capped = run("plan", EXAMPLES, "--budget-flops", budget, "--reward-model", "Qwen/Qwen2.5-Math-RM-72B", "-o", "-")
     plans = [r["plan"] for r in lines(capped.stdout)]
     assert len(plans) == 24 and "Priced in FLOPs" in capped.stderr
     total = next(line for line in capped.stderr.splitlines() if line.startswith("allocated")).split()

@@ -28,7 +28,7 @@ def test_missing_frontend_is_one_clear_error(args, tmp_path):
 
 def test_planning_needs_no_frontend(tmp_path):
     examples = Path(__file__).resolve().parents[1] / "examples" / "problems.jsonl"
-    result = subprocess.run([sys.executable, "-c", HIDE_SGLANG, "plan", str(examples), "--budget", "2"],
+    result = subprocess.run([sys.executable, "-c", HIDE_SGLANG, "plan", str(examples), "--budget", "2", "-o", "-"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 24
+    assert len(result.stdout.splitlines()) == 24 and "Baseline at equal compute" in result.stderr

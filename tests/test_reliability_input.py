@@ -209,7 +209,8 @@ def test_deeply_nested_lines_are_skipped_by_line_everywhere(tmp_path):
     records = write_problems(path, 2)
     parseable = json.dumps({**records[0], "unique_id": "deep", "meta": json.loads("[" * 950 + "]" * 950)})
     path.write_text(path.read_text() + DEEP + parseable + "\n")  # past the parser's limit, and just within it
-    for command in (["predict", str(path), "--skip-bad"], ["plan", str(path), "--budget", "2", "--skip-bad"]):
+    for command in (["predict", str(path), "--skip-bad", "-o", "-"],
+                    ["plan", str(path), "--budget", "2", "--skip-bad", "-o", "-"]):
         result = _invoke(command)
         assert result.exit_code == 0, result.output
         for line in (3, 4):

@@ -16,9 +16,8 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     write_problems(folder / "problems.jsonl", 16)
     with SimServer(SAMPLE, seed=11) as sim:
-        run_batch(settings(sim.url, folder, strategy=None, size=None, budget=4, output=folder / "adaptive.jsonl"),
-                  echo=lambda _: None)
-        run_batch(settings(sim.url, folder, output=folder / "majority4.jsonl"), echo=lambda _: None)
+        run_batch(settings(sim.url, folder, strategy=None, size=None, budget=4, output=folder / "adaptive.jsonl"))
+        run_batch(settings(sim.url, folder, output=folder / "majority4.jsonl"))
     return folder
 
 

@@ -3,14 +3,14 @@ the predictor the planner would otherwise use for that policy, on the same held-
 
 A model that is clearly worse than that predictor is not written without `force` (fitting takes minutes, and a
 worse model silently replacing a better one costs every plan after it); a held-out share too small to tell the two
-apart is written with a warning saying so. Fitting prints what it is doing and how long it has taken.
+apart is written with a warning saying so. Fitting logs what it is doing and how long it has taken.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 from planner.errors import InputError, PlannerError
 from planner.files import sha256_of
 from planner.jsonl import DEFAULT_MAX_CHARS, SkipLog
+from planner.logs import logger
 from planner.policies import known_policy, policy
 from planner.prediction.labels import load_labels
 from planner.prediction.metrics import difficulty_metrics, format_metrics, paired_spearman_gap
@@ -33,12 +34,14 @@ MIN_JUDGED = 50
 WORSE_SHARE = 0.9
 HEARTBEAT_SECONDS = 10.0
 
+log = logger(__name__)
+
 
 def train_from_file(data_path: Path, label_field: str, output: Path, *, total_field: str | None = None,
                     group_field: str | None = "problem_id", text_field: str | None = None,
                     policy_name: str | None = None, policy_params: float | None = None, holdout: float = 0.2,
                     refit: bool = False, seed: int = 0, force: bool = False, skip: SkipLog | None = None,
-                    max_chars: int = DEFAULT_MAX_CHARS, echo: Callable[[str], object] = print) -> dict:
+                    max_chars: int = DEFAULT_MAX_CHARS) -> dict:
     """Fit on (1 - holdout) of the problems, measure on the rest against the reference predictor, save;
     returns the metadata written. Raises PlannerError, writing nothing, when the new model is clearly worse and
     `force` is False."""
@@ -46,7 +49,7 @@ def train_from_file(data_path: Path, label_field: str, output: Path, *, total_fi
     data = load_labels(data_path, label_field, text_field=text_field, total_field=total_field,
                        group_field=group_field, skip=skip, max_chars=max_chars)
     if name is None:
-        name = _policy_of_records(data.records, echo)
+        name = _policy_of_records(data.records)
     if len(data) < MIN_PROBLEMS:
         raise InputError(f"only {len(data)} distinct problems with labels; training needs at least "
                          f"{MIN_PROBLEMS}", path=str(data_path), field=label_field)
@@ -55,18 +58,18 @@ def train_from_file(data_path: Path, label_field: str, output: Path, *, total_fi
     held, kept = order[:n_held], order[n_held:]
     texts = np.array(data.texts, dtype=object)
     steps = 3 if refit else 2
-    echo(f"[1/{steps}] training on {len(kept)} problems ({data.lines_read} lines), holding out {n_held}")
-    with _ticking(echo, "fitting"):
+    log.info(f"[1/{steps}] training on {len(kept)} problems ({data.lines_read} lines), holding out {n_held}")
+    with _ticking("fitting"):
         model = DifficultyPredictor(random_state=seed, policy=name).fit(list(texts[kept]), data.labels[kept],
                                                                         data.weights[kept])
-    echo(f"[2/{steps}] measuring on the {n_held} held-out problems")
+    log.info(f"[2/{steps}] measuring on the {n_held} held-out problems")
     predicted = model.predict(list(texts[held]))
     metrics = difficulty_metrics(predicted, data.labels[held])
-    echo(f"held-out: {format_metrics(metrics)}")
-    comparison = _compare(name, list(texts[held]), predicted, data.labels[held], metrics, force, output, echo)
+    log.info(f"held-out: {format_metrics(metrics)}")
+    comparison = _compare(name, list(texts[held]), predicted, data.labels[held], metrics, force, output)
     if refit:
-        echo(f"[3/{steps}] refitting on all {len(data)} problems")
-        with _ticking(echo, "fitting"):
+        log.info(f"[3/{steps}] refitting on all {len(data)} problems")
+        with _ticking("fitting"):
             model = DifficultyPredictor(random_state=seed, policy=name).fit(data.texts, data.labels, data.weights)
     card = {
         "policy_params": params,
@@ -80,7 +83,7 @@ def train_from_file(data_path: Path, label_field: str, output: Path, *, total_fi
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     model.save(output, card)
-    echo(f"wrote {output}")
+    log.info(f"wrote {output}")
     return {"policy": name, **card}
 
 
@@ -100,7 +103,7 @@ def _policy(name: str | None, params: float | None) -> tuple[str | None, float |
     return name.strip(), None
 
 
-def _policy_of_records(records: list[dict], echo: Callable[[str], object]) -> str | None:
+def _policy_of_records(records: list[dict]) -> str | None:
     """The policy named by outcome records (`tts-planner run` writes it), when they all name the same one; a
     policy tts-planner does not know keeps its name."""
     named = {r["policy"].strip() for r in records if isinstance(r.get("policy"), str) and r["policy"].strip()}
@@ -108,12 +111,12 @@ def _policy_of_records(records: list[dict], echo: Callable[[str], object]) -> st
         return None
     name = named.pop()
     found = known_policy(name)
-    echo(f"policy {found.name if found else name} (from the records' 'policy' field)")
+    log.info(f"policy {found.name if found else name} (from the records' 'policy' field)")
     return found.name if found else name
 
 
 def _compare(policy_name: str | None, texts: list[str], predicted: np.ndarray, labels: np.ndarray, metrics: dict,
-             force: bool, output: Path, echo: Callable[[str], object]) -> dict | None:
+             force: bool, output: Path) -> dict | None:
     """The reference predictor's metrics on the same held-out problems, and the verdict; refuses a clearly worse
     model unless `force`."""
     from planner.prediction.model_store import predictor_for
@@ -121,16 +124,16 @@ def _compare(policy_name: str | None, texts: list[str], predicted: np.ndarray, l
     try:
         reference, path = predictor_for(policy_name)
     except PlannerError as exc:
-        echo(f"warning: no shipped predictor to compare with ({exc})")
+        log.warning(f"no shipped predictor to compare with ({exc})")
         return None
     whose = f"the shipped predictor {path.name}" + ("" if reference.policy == policy_name or policy_name is None
                                                     else f" (of {reference.policy}, which plan would borrow)")
     theirs = reference.predict(texts)
     shipped = difficulty_metrics(theirs, labels)
-    echo(f"{whose} on the same problems: {format_metrics(shipped)}")
+    log.info(f"{whose} on the same problems: {format_metrics(shipped)}")
     result = {"file": path.name, "policy": reference.policy, "metrics": shipped, "verdict": "not judged"}
     if len(labels) < MIN_JUDGED or metrics["spearman"] is None or shipped["spearman"] is None:
-        echo(f"warning: {len(labels)} held-out problems are too few to judge this model (at least {MIN_JUDGED} are "
+        log.warning(f"{len(labels)} held-out problems are too few to judge this model (at least {MIN_JUDGED} are "
              f"needed to tell it from {whose}; give more data or a larger --holdout). It may well be worse.")
         return result
     gap, low, high, worse_share = paired_spearman_gap(predicted, theirs, labels)
@@ -142,18 +145,18 @@ def _compare(policy_name: str | None, texts: list[str], predicted: np.ndarray, l
         if not force:
             raise PlannerError(f"the new model ranks the held-out problems clearly worse than {whose}: {summary}. "
                                f"{output} was not written; --force writes it anyway")
-        echo(f"warning: the new model is clearly worse than {whose}: {summary}; written because of --force")
+        log.warning(f"the new model is clearly worse than {whose}: {summary}; written because of --force")
     elif gap < 0:
         result["verdict"] = "not clearly different"
-        echo(f"warning: the new model is not better than {whose}: {summary}")
+        log.warning(f"the new model is not better than {whose}: {summary}")
     else:
         result["verdict"] = "better" if low > 0 else "not clearly different"
-        echo(f"compared with {whose}: {summary}")
+        log.info(f"compared with {whose}: {summary}")
     return result
 
 
 @contextmanager
-def _ticking(echo: Callable[[str], object], what: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+def _ticking(what: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
     """Say every `every` seconds that `what` is still running, then how long it took (fitting gives no progress
     of its own and takes minutes on a few thousand problems)."""
     started = time.perf_counter()
@@ -161,7 +164,7 @@ def _ticking(echo: Callable[[str], object], what: str, every: float = HEARTBEAT_
 
     def beat() -> None:
         while not done.wait(every):
-            echo(f"  {what}... {time.perf_counter() - started:.0f} s")
+            log.info(f"  {what}... {time.perf_counter() - started:.0f} s")
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -170,4 +173,4 @@ def _ticking(echo: Callable[[str], object], what: str, every: float = HEARTBEAT_
     finally:
         done.set()
         thread.join()
-        echo(f"  {what} done in {time.perf_counter() - started:.1f} s")
+        log.info(f"  {what} done in {time.perf_counter() - started:.1f} s")

@@ -8,8 +8,16 @@ import click
 
 from planner.errors import InputError
 from planner.files import check_writable
+from planner.logs import showing_progress
 from sglang_plugin.cli.errors import resumable
-from sglang_plugin.cli.options import naming_option, require_frontend, run_settings, server_options
+from sglang_plugin.cli.options import (
+    naming_option,
+    report_skipped,
+    require_frontend,
+    run_settings,
+    server_options,
+    verbosity_options,
+)
 
 
 def _integers(ctx, param, value: str) -> tuple[int, ...]:
@@ -43,6 +51,7 @@ def _names(ctx, param, value: str | None) -> tuple[str, ...] | None:
 @click.option("--min-bin-problems", type=click.IntRange(min=1), default=10, show_default=True,
               help="Fit a difficulty bin's curves only when the dev set has at least this many problems predicted in "
                    "it (fewer give accuracies too noisy to fit); the others keep the planner's defaults.")
+@verbosity_options
 def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, strategies: tuple[str, ...] | None,
                       sizes: tuple[int, ...], min_bin_problems: int, config_path: Path | None, **options) -> None:
     """Measure strategies x sizes on a labeled dev set against your servers and write the calibration file
@@ -62,7 +71,7 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
         require_frontend()
         from sglang_plugin.calibrate import CalibrateSettings, calibrate, describe_bins, format_fit
 
-        run = run_settings(config_path, input=input_path, output=output, **options)
+        run = run_settings(config_path, input=input_path, output=output, progress=showing_progress(), **options)
         settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir,
                                      min_bin_problems=min_bin_problems)
         try:
@@ -75,9 +84,8 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
             from planner.prediction.model_store import shared_model
 
             shared_model(run.model)  # an unreadable model file too
-        result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
-    if result.skipped:
-        click.echo(result.skipped.summary(), err=True)
+        result = calibrate(settings)
+    report_skipped(result.skipped)
     left_out = {name: n for name, n in result.measured.left_out.items() if n}
     if left_out:
         click.echo("runs left out (failed or partial): " + ", ".join(f"{k} {v}" for k, v in left_out.items())

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from sglang_plugin.cli.options import require_frontend
+from planner.logs import showing_progress
+from sglang_plugin.cli.options import require_frontend, verbosity_options
 
 
 @click.command("demo")
@@ -21,6 +22,7 @@ from sglang_plugin.cli.options import require_frontend
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to keep the problems, results and outcome records (default: a new temporary folder).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated server.")
+@verbosity_options
 def demo_command(problems: int, budget: int, scorer: str, concurrency: int, output_dir: Path | None,
                  seed: int) -> None:
     """See the whole product without a GPU: a SIMULATED SGLang server starts in this process on a MATH-500
@@ -31,5 +33,5 @@ def demo_command(problems: int, budget: int, scorer: str, concurrency: int, outp
     from sglang_plugin.demo import format_demo, run_demo
 
     result = run_demo(output_dir, problems=problems, budget=budget, scorer=scorer, concurrency=concurrency,
-                      seed=seed, echo=lambda text: click.echo(text, err=True))
+                      seed=seed, progress=showing_progress())
     click.echo(format_demo(result))

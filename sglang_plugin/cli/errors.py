@@ -5,6 +5,7 @@
   command that resumes it, exit 1;
 - Ctrl-C or SIGTERM: what is written, the command that resumes it, exit 130;
 - a file the command cannot write (read-only, full disk) and input nested too deeply to read: one line, exit 1;
+- stdout closed by its reader (`tts-planner plan ... -o - | head`): no message, exit 141 as after SIGPIPE;
 - anything else is a bug: one line naming it, exit 1 (the traceback only with TTS_PLANNER_TRACEBACK=1).
 A run leaves solver threads behind when it stops early, so the process then ends with os._exit after flushing
 (every finished line is already written and synced). Secrets never reach a message: URL credentials, the
@@ -29,6 +30,7 @@ from planner.errors import PlannerError, RunInterrupted, RunStopped
 from planner.redact import redact, redact_argv, secret_values
 
 INTERRUPTED_EXIT = 130  # the shell's code for a job ended by SIGINT
+BROKEN_PIPE_EXIT = 141  # and by SIGPIPE
 API_KEY_ENV = "TTS_PLANNER_API_KEY"
 TRACEBACK_ENV = "TTS_PLANNER_TRACEBACK"
 
@@ -97,6 +99,10 @@ def reported() -> Iterator[None]:
     except PlannerError as exc:
         _say(f"Error: {exc}")
         sys.exit(1)
+    except BrokenPipeError:
+        # the reader of stdout left (`... -o - | head`): stop quietly, as a tool ended by SIGPIPE does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(BROKEN_PIPE_EXIT)
     except RecursionError:
         _say("Error: the input is nested too deeply to read (a JSON value inside thousands of brackets?)")
         sys.exit(1)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from sglang_plugin.cli.options import verbosity_options
+
 
 @click.command("grade")
 @click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -20,9 +22,9 @@ import click
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="math-verify worker processes.")
 @click.option("--skip-bad", is_flag=True, help="Skip bad lines (listed on stderr) instead of stopping at the first.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@verbosity_options
 def grade_command(input_path: Path, reference_field: str, answer_field: str, output: Path | None, timeout: float,
-                  workers: int, skip_bad: bool, quiet: bool) -> None:
+                  workers: int, skip_bad: bool) -> None:
     """Grade each record's answer against its reference: the record plus "correct" (true/false).
 
     \b
@@ -32,11 +34,12 @@ def grade_command(input_path: Path, reference_field: str, answer_field: str, out
     """
     from planner.grading import Grader, GradingConfig
     from planner.grading.grade_file import format_grade_summary, grade_file
+    from planner.logs import showing_progress
 
     config = GradingConfig(timeout=timeout, workers=workers)
     grader = Grader(config.workers, config.timeout, config.time_limit)
     try:
-        summary = grade_file(input_path, reference_field, answer_field, output, progress=not quiet,
+        summary = grade_file(input_path, reference_field, answer_field, output, progress=showing_progress(),
                              skip_bad=skip_bad, grader=grader)
     finally:
         grader.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,12 +14,38 @@ import click
 from planner.errors import InputError
 from planner.extras import install_hint
 from planner.jsonl import DEFAULT_MAX_CHARS, SkipLog
+from planner.logs import NORMAL, QUIET, VERBOSE, configure, logger
+
+log = logger(__name__)
 
 
 def apply(command: Callable, options: list) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Set the command's log level once both flags are read; both at once is a usage error."""
+    chosen = ctx.meta.setdefault("tts_planner.verbosity", {})
+    chosen[param.name] = value
+    if len(chosen) < 2:
+        return
+    if chosen["verbose"] and chosen["quiet"]:
+        raise click.UsageError("give --verbose or --quiet, not both", ctx=ctx)
+    from sglang_plugin.cli.errors import secrets
+
+    configure(VERBOSE if chosen["verbose"] else QUIET if chosen["quiet"] else NORMAL, secrets())
+
+
+def verbosity_options(command: Callable) -> Callable:
+    """--verbose / --quiet, for every command that takes a while: how much it logs on stderr while it works."""
+    return apply(command, [
+        click.option("--verbose", "-v", is_flag=True, expose_value=False, callback=_verbosity,
+                     help="Log each step in detail (debug level), with the time and the module."),
+        click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_verbosity,
+                     help="Only errors and the final result: no progress bars, notes or warnings."),
+    ])
 
 
 def input_options(command: Callable) -> Callable:
@@ -38,8 +64,23 @@ model_option = click.option(
     "--model", default=None, metavar="NAME|PATH",
     help="A shipped predictor by policy name (e.g. Qwen/Qwen2.5-Math-7B-Instruct; default: "
          "Qwen/Qwen2.5-Math-1.5B-Instruct) or the path of a model file from `tts-planner train`.")
-output_option = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                             help="Write JSONL here (atomically) instead of to stdout.")
+output_option = click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default=None,
+    help="Write every record (the input line plus its results) here as JSONL, atomically; '-' writes them to "
+         "stdout for a pipe, and the table goes to stderr. Without it only the table is printed.")
+
+
+def write_output(records: Iterable[dict], output: Path | None, table: str) -> None:
+    """A command's records where --output asks ('-': stdout, the table then on stderr) and its table on stdout."""
+    from planner.jsonl import write_jsonl
+
+    if output is None:
+        click.echo(table)
+        log.info("each problem's record was not written: -o FILE writes them (-o - to stdout)")
+        return
+    to_stdout = str(output) == "-"
+    write_jsonl(records, None if to_stdout else output)
+    click.echo(table, err=to_stdout)
 
 
 def skip_log(skip_bad: bool) -> SkipLog | None:
@@ -47,6 +88,7 @@ def skip_log(skip_bad: bool) -> SkipLog | None:
 
 
 def report_skipped(skip: SkipLog | None) -> None:
+    """The lines --skip-bad left out, on stderr: part of the result (even under --quiet), never dropped silently."""
     if skip:
         click.echo(skip.summary(), err=True)
 

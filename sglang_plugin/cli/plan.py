@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sglang_plugin.cli.options import input_options, model_option, output_option, report_skipped, skip_log
+from planner.logs import logger
+from sglang_plugin.cli.options import (
+    input_options,
+    model_option,
+    output_option,
+    report_skipped,
+    skip_log,
+    verbosity_options,
+    write_output,
+)
 from sglang_plugin.cli.predict import predict_with_progress
 
 if TYPE_CHECKING:
@@ -15,6 +24,8 @@ if TYPE_CHECKING:
     from planner.planning.table import StrategyTable
     from planner.policies import Policy
     from planner.prediction.predictor import DifficultyPredictor
+
+log = logger(__name__)
 
 
 def parse_strategies(value: str | None) -> list[str] | None:
@@ -120,26 +131,27 @@ def calibration_notes(table: StrategyTable, calibration: Calibration | None) -> 
               help="No problem gets more than this many samples' worth of compute.")
 @output_option
 @input_options
+@verbosity_options
 def plan_command(input_path: Path, budget: float | None, budget_tokens: float | None, budget_flops: float | None,
                  model: str | None, policy_name: str | None, policy_params: float | None, reward_model: str | None,
                  calibration: Path | None, strategies: str | None, floor: float, cap: float | None,
                  output: Path | None, field: str | None, skip_bad: bool, max_chars: int) -> None:
     """Give each problem a strategy and size that spend the budget where it buys the most accuracy.
 
-    Each output line is the input record plus a "plan": strategy, size, expected_accuracy, expected_cost
-    (tokens), and the predicted pass_at_1 and difficulty. A table then compares the plan with the best
-    uniform strategy (one strategy for every problem) at the plan's own compute, interpolated between the
-    strategy's two nearest sizes, in tokens and FLOPs.
+    Prints a table comparing the plan with the best uniform strategy (one strategy for every problem) at the
+    plan's own compute, interpolated between the strategy's two nearest sizes, in tokens and FLOPs, overall
+    and per difficulty bin. With -o, each problem's record is written too: the input record plus a "plan"
+    (strategy, size, expected_accuracy, expected_cost in tokens, the predicted pass_at_1 and difficulty).
 
     \b
     Examples:
       tts-planner plan examples/problems.jsonl --budget 4
-      tts-planner plan problems.jsonl --budget 8 --reward-model Qwen/Qwen2.5-Math-PRM-7B -o plans.jsonl
-      tts-planner plan problems.jsonl --budget-tokens 5e6 --cap 32
-      tts-planner plan problems.jsonl --budget-flops 2e16 --reward-model Qwen/Qwen2.5-Math-RM-72B
+      tts-planner plan examples/problems.jsonl --budget 8 --reward-model Qwen/Qwen2.5-Math-PRM-7B -o plans.jsonl
+      tts-planner plan examples/problems.jsonl --budget-tokens 1e5 --cap 32 -o - | head -n 1
+      tts-planner plan examples/problems.jsonl --budget-flops 2e14 --reward-model Qwen/Qwen2.5-Math-RM-72B
     """
     from planner.cost import estimate_prompt_tokens
-    from planner.jsonl import read_problems, write_jsonl
+    from planner.jsonl import read_problems
     from planner.planning.allocation import Budget, allocate, uniform_at
     from planner.planning.calibration import load_calibration
     from planner.planning.plan import format_comparison
@@ -156,8 +168,10 @@ def plan_command(input_path: Path, budget: float | None, budget_tokens: float | 
     measured = load_calibration(calibration) if calibration is not None else None
     served, more = served_reward_model(reward_model, measured, chosen)
     table = StrategyTable.default(chosen, served, measured)
+    log.debug(f"planning for {chosen.name} ({chosen.params:.3g} parameters) with reward model {served or 'none'}, "
+              f"budget {batch_budget}")
     for note in notes + more + calibration_notes(table, measured):
-        click.echo(f"note: {note}", err=True)
+        log.info(f"note: {note}")
     skip = skip_log(skip_bad)
     records, texts = read_problems(input_path, field, skip=skip, max_chars=max_chars)
     if not records:
@@ -167,6 +181,7 @@ def plan_command(input_path: Path, budget: float | None, budget_tokens: float | 
     planned = allocate(pass_at_1, table, batch_budget, floor=Budget(floor),
                        cap=Budget(cap) if cap is not None else None, **options)
     baseline = uniform_at(planned, table, strategies=options["strategies"])
-    write_jsonl(({**record, "plan": row} for record, row in zip(records, planned.records())), output)
-    click.echo(format_comparison(planned, baseline), err=output is None)
+    log.debug(f"allocated {len(records)} problems")
+    write_output(({**record, "plan": row} for record, row in zip(records, planned.records())), output,
+                 format_comparison(planned, baseline))
     report_skipped(skip)

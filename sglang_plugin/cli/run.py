@@ -6,8 +6,18 @@ from pathlib import Path
 
 import click
 
+from planner.logs import logger, showing_progress
 from sglang_plugin.cli.errors import resumable
-from sglang_plugin.cli.options import key_value, require_frontend, run_settings, server_options
+from sglang_plugin.cli.options import (
+    key_value,
+    report_skipped,
+    require_frontend,
+    run_settings,
+    server_options,
+    verbosity_options,
+)
+
+log = logger(__name__)
 
 
 @click.command("run")
@@ -44,6 +54,7 @@ from sglang_plugin.cli.options import key_value, require_frontend, run_settings,
 @click.option("--server-wait", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="How long to wait for servers that stopped answering (a restart, a gateway losing a worker) "
                    "before stopping the run resumably; 0 stops at once.")
+@verbosity_options
 def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
     """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
     (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
@@ -60,9 +71,10 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
         from sglang_plugin.runs.batch import run_batch
         from sglang_plugin.runs.summary import format_summary
 
-        settings = run_settings(config_path, input=input_path, output=output, outcomes=outcomes, **options)
-        report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
-    if report.skipped:
-        click.echo(report.skipped.summary(), err=True)
+        settings = run_settings(config_path, input=input_path, output=output, outcomes=outcomes,
+                                progress=showing_progress(), **options)
+        report = run_batch(settings)
+    report_skipped(report.skipped)
     click.echo(format_summary(report.summary))
-    click.echo(f"results: {settings.output}\noutcome records: {settings.outcomes_path}", err=True)
+    log.info(f"results: {settings.output}")
+    log.info(f"outcome records: {settings.outcomes_path}")

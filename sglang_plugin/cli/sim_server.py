@@ -10,9 +10,13 @@ from typing import Any
 import click
 
 from planner.errors import PlannerError
+from planner.logs import logger
+from sglang_plugin.cli.options import verbosity_options
 from sglang_plugin.sim.engine import DEFAULT_MODEL
 from sglang_plugin.sim.server import SimServer
 from sglang_plugin.sim.thinking import DEFAULT_MODEL as THINKING_MODEL
+
+log = logger(__name__)
 
 
 @click.command("sim-server")
@@ -72,13 +76,14 @@ from sglang_plugin.sim.thinking import DEFAULT_MODEL as THINKING_MODEL
 @click.option("--step-tag-id", type=int, default=12902, show_default=True)
 @click.option("--plus-token-id", type=int, default=648, show_default=True, help="PRM's '+' label token id.")
 @click.option("--minus-token-id", type=int, default=387, show_default=True, help="PRM's '-' label token id.")
+@verbosity_options
 def sim_server_command(port: int, host: str, problems: str | None, solutions: str | None, rate_field: str,
                        **options: Any) -> None:
     """Serve a SIMULATED SGLang server (no model, no GPU) for tests, benchmarks and the demo.
 
     It speaks SGLang's HTTP protocol (sgl.RuntimeEndpoint works against it) and solves each problem of
-    --problems at its measured success rate, step by step; other problems at --default-rate. Stop it with
-    Ctrl-C or SIGTERM.
+    --problems at its measured success rate, step by step; other problems at --default-rate. Prints one line
+    on stdout when it is ready (with its URL); stop it with Ctrl-C or SIGTERM.
     """
     if solutions is not None and problems is None:
         raise click.UsageError("--solutions needs --problems")
@@ -90,6 +95,7 @@ def sim_server_command(port: int, host: str, problems: str | None, solutions: st
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    log.debug(f"simulator settings: {server.config}")
     try:
         server.start()
     except OSError as exc:
@@ -111,4 +117,4 @@ def sim_server_command(port: int, host: str, problems: str | None, solutions: st
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
-    click.echo("tts-planner sim-server: stopped", err=True)
+    log.info("tts-planner sim-server: stopped")

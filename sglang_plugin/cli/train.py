@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sglang_plugin.cli.options import input_options, report_skipped, skip_log
+from sglang_plugin.cli.options import input_options, report_skipped, skip_log, verbosity_options
 
 
 @click.command("train")
@@ -35,12 +35,14 @@ from sglang_plugin.cli.options import input_options, report_skipped, skip_log
               help="Write the model even when it ranks the held-out problems clearly worse than the shipped predictor "
                    "plan would otherwise use.")
 @input_options
+@verbosity_options
 def train_command(data_path: Path, label_field: str, output: Path, total_field: str | None, group_field: str,
                   policy_name: str | None, policy_params: float | None, holdout: float, refit: bool, seed: int,
                   force: bool, field: str | None, skip_bad: bool, max_chars: int) -> None:
-    """Train a difficulty predictor on your own outcomes and print its held-out metrics, beside the shipped
-    predictor's on the same held-out problems. A model clearly worse than the shipped one is not written
-    without --force; too few held-out problems to tell is a warning.
+    """Train a difficulty predictor on your own outcomes and print its card as JSON (held-out metrics, beside
+    the shipped predictor's on the same held-out problems). A model clearly worse than the shipped one is not
+    written without --force; too few held-out problems to tell is a warning. Steps and fitting time are logged
+    on stderr.
 
     \b
     Examples:
@@ -54,7 +56,6 @@ def train_command(data_path: Path, label_field: str, output: Path, total_field: 
     skip = skip_log(skip_bad)
     report = train_from_file(data_path, label_field, output, total_field=total_field, group_field=group_field,
                              text_field=field, policy_name=policy_name, policy_params=policy_params, holdout=holdout,
-                             refit=refit, seed=seed, force=force, skip=skip, max_chars=max_chars,
-                             echo=lambda text: click.echo(text, err=True))
+                             refit=refit, seed=seed, force=force, skip=skip, max_chars=max_chars)
     click.echo(json.dumps(report, indent=2))
     report_skipped(skip)

@@ -12,8 +12,8 @@ worker from counting as down: generation still reaches the other workers.
 
 from __future__ import annotations
 
-import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -22,11 +22,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from planner.difficulty import difficulty_bin
+from planner.difficulty import BINS, difficulty_bin
 from planner.errors import PlannerError, RunInterrupted
 from planner.files import check_writable
 from planner.grading import shared_grader
 from planner.jsonl import SkipLog
+from planner.logs import logger
 from planner.policies import known_policy
 from planner.prediction.model_store import predictor_for, shared_model
 from planner.records import Prediction
@@ -46,6 +47,8 @@ from sglang_plugin.transport.http import EndpointError, HttpClient, TransportCon
 STARTUP_NOTICE = 2.0  # seconds of silence at start-up before saying what the run waits for
 GATEWAY_POLL = 2.0  # seconds between start-up checks of a server that answers /health only
 
+log = logger(__name__)
+
 
 @dataclass
 class RunReport:
@@ -55,15 +58,11 @@ class RunReport:
     skipped: SkipLog | None
 
 
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def connect(settings: RunSettings, echo: Callable[[str], object] = _stderr) -> tuple[Endpoint, Scorer | None]:
+def connect(settings: RunSettings) -> tuple[Endpoint, Scorer | None]:
     """The policy endpoint and the scorer, both checked to answer, with a clear error when one does not."""
     startup = replace(settings.transport, max_retries=min(settings.transport.max_retries, 1))
     shown = redact_url(settings.endpoint)
-    _await_policy(settings, startup, echo)
+    _await_policy(settings, startup)
     try:
         endpoint = Endpoint(settings.endpoint, api_key=settings.api_key, transport=settings.transport)
     except EndpointError as exc:
@@ -76,7 +75,7 @@ def connect(settings: RunSettings, echo: Callable[[str], object] = _stderr) -> t
     return endpoint, scorer
 
 
-def _await_policy(settings: RunSettings, startup: TransportConfig, echo: Callable[[str], object]) -> None:
+def _await_policy(settings: RunSettings, startup: TransportConfig) -> None:
     """Return once the policy server answers GET /get_model_info; raise PlannerError saying why it does not."""
     url, shown = settings.endpoint.rstrip("/"), redact_url(settings.endpoint)
     client = HttpClient(startup, api_key=settings.api_key)
@@ -89,8 +88,8 @@ def _await_policy(settings: RunSettings, startup: TransportConfig, echo: Callabl
                 future.result(timeout=STARTUP_NOTICE)
             except FutureTimeout:
                 if not told:
-                    echo(f"waiting for the policy server at {shown} to answer GET /get_model_info (giving up after "
-                         f"{startup.control_timeout * (startup.max_retries + 1):g} s without an answer) ...")
+                    log.info(f"waiting for the policy server at {shown} to answer GET /get_model_info (giving up "
+                             f"after {startup.control_timeout * (startup.max_retries + 1):g} s without an answer) ...")
                     told = True
                 future.result()
             return
@@ -107,9 +106,9 @@ def _await_policy(settings: RunSettings, startup: TransportConfig, echo: Callabl
                         "model info is down; the gateway drops it after its health checks fail)" if healthy else "")
                 raise PlannerError(f"cannot reach the policy server at {shown}: {exc}{hint}") from None
             if not told_gateway:
-                echo(f"the server at {shown} answers /health but not GET /get_model_info ({str(exc)[:200]}); behind "
-                     "the SGLang Model Gateway that is the worker it asks being down: waiting up to "
-                     f"{settings.server_wait:g} s for the gateway to drop it ...")
+                log.warning(f"the server at {shown} answers /health but not GET /get_model_info ({str(exc)[:200]}); "
+                            "behind the SGLang Model Gateway that is the worker it asks being down: waiting up to "
+                            f"{settings.server_wait:g} s for the gateway to drop it ...")
                 told_gateway = True
             time.sleep(GATEWAY_POLL)
 
@@ -194,7 +193,7 @@ class Solver:
         return self.endpoint.totals.snapshot().requests
 
 
-def run_batch(settings: RunSettings, echo: Callable[[str], object] = _stderr) -> RunReport:
+def run_batch(settings: RunSettings) -> RunReport:
     """Run (or resume) a batch; raises PlannerError (ServerDown, TooManyFailures, Stalled, bad input) or
     KeyboardInterrupt, each leaving the output whole and resumable."""
     skip = SkipLog() if settings.skip_bad else None
@@ -204,21 +203,28 @@ def run_batch(settings: RunSettings, echo: Callable[[str], object] = _stderr) ->
         check_writable(path)
     if settings.model is not None:
         shared_model(settings.model)  # a missing or unreadable model file is refused before the first request
-    endpoint, scorer = connect(settings, echo)
+    endpoint, scorer = connect(settings)
     served = endpoint.model_info["model_path"]
     planning = planning_for(settings)
     policy = planning.policy_of(served)
     if settings.policy is None and known_policy(served) is None:
-        echo(f"the server's model '{served}' is not a policy tts-planner knows; planning as {policy.name} and "
-             f"predicting with its predictor (give --policy NAME --policy-params N for your policy, and train a "
-             "predictor on its outcomes with `tts-planner train`, then give --model)")
+        log.warning(f"the server's model '{served}' is not a policy tts-planner knows; planning as {policy.name} "
+                    "and predicting with its predictor (give --policy NAME --policy-params N for your policy, and "
+                    "train a predictor on its outcomes with `tts-planner train`, then give --model)")
+    log.debug(f"{redact_url(settings.endpoint)} serves {served}"
+             + (f"; reward model {settings.reward_model_name} at {redact_url(settings.reward_endpoint)}"
+                if settings.reward_endpoint else ""))
     predictions, predictor_path = predict_all(planning, served, problems)
+    bins = Counter(p.difficulty for p in predictions.values())
+    log.debug(f"predicted with {predictor_path.name}: " + ", ".join(f"{b} {bins[b]}" for b in BINS))
+    what = f"{settings.strategy}@{settings.size}" if settings.strategy else f"adaptive at budget {settings.budget}"
+    log.debug(f"{what}, {settings.concurrency} problems at a time, sampling {settings.config.sampling}")
     solver = Solver(settings, endpoint, scorer, planning, predictions)
     grader = shared_grader(settings.config.grading)
     with RunFiles(settings.output, settings.outcomes_path, settings.identity(policy.name, predictor_path),
                   overwrite=settings.overwrite, retry_failed=settings.retry_failed) as files:
         for note in files.notes:
-            echo(note)
+            log.info(note)
         runner = BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
                              health=health_check(endpoint, settings.reward_endpoint, settings.transport),
                              max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,

@@ -39,7 +39,9 @@ from tqdm import tqdm
 from planner.cost import Cost
 from planner.errors import RunStopped
 from planner.grading import Grader
+from planner.logs import logger
 from planner.records import OutcomeRecord, ResultLine
+from planner.redact import redact
 from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem
 from sglang_plugin.runs.results import Judge, Solved, outcome_records, result_line
@@ -49,6 +51,8 @@ from sglang_plugin.runs.results import Judge, Solved, outcome_records, result_li
 DEFAULT_WATCHDOG = 1800.0
 DEFAULT_SERVER_WAIT = 60.0  # seconds a problem waits for servers that stopped answering
 MAX_OUTAGES = 3  # outages one problem rides out before the run stops
+
+log = logger(__name__)
 
 
 class ServerDown(RunStopped):
@@ -206,6 +210,10 @@ class BatchRunner:
         self.session.written += 1
         self.session.failed += outcome.line.status == "failed"
         self.session.partial += outcome.line.status == "partial"
+        line = outcome.line
+        log.debug(f"{line.problem_id}: {line.status}, answer {line.answer!r}"
+                  + ("" if line.correct is None else f" ({'right' if line.correct else 'wrong'})")
+                  + f", {line.cost.tokens:,} tokens, {line.branches} branches")
         bar.update(1)
 
     def _so_far(self) -> str:
@@ -246,6 +254,8 @@ class BatchRunner:
             tries += 1
             if tries == 2:
                 break
+            log.info(f"{problem.problem_id}: {redact(errors[-1], self.secrets)[:300]}; running it again in "
+                     f"{self.retry_delay:g} s")
             if self._stop.wait(self.retry_delay):
                 return None
         if self._stop.is_set():
@@ -264,7 +274,7 @@ class BatchRunner:
             return False
         with self._waiting_lock:
             if not self._waiters:  # one notice per outage, not one per problem in flight
-                tqdm.write(f"{down}; waiting up to {self.server_wait:g} s for it to come back", file=sys.stderr)
+                log.warning(f"{down}; waiting up to {self.server_wait:g} s for it to come back")
             self._waiters += 1
         deadline = time.monotonic() + self.server_wait
         try:
