@@ -253,6 +253,7 @@ def check(readme: Path, timeout: float, keep: bool, no_server: bool = False) -> 
                 print(tail(output))
                 print(f"{where}: FAILED: still running after {timeout:g} s: {short(example.text)}")
                 return 1
+            (folder / f"output-{example.line}.txt").write_text(done.stdout + done.stderr, encoding="utf-8")
             if done.returncode != 0:
                 print(tail(done.stdout + done.stderr))
                 print(f"{where}: FAILED (exit {done.returncode}): {short(example.text)}")
@@ -273,7 +274,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds each example may take")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary copy, with each example's output in output-LINE.txt (its path is printed)")
     parser.add_argument("--list", action="store_true", help="list the examples and what would be skipped, run nothing")
     parser.add_argument("--no-server", action="store_true",
                         help="run only the examples before the README starts its first server (fast: CI runs these)")

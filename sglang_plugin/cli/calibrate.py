@@ -63,9 +63,9 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
 
     \b
     Examples:
-      tts-planner calibrate --endpoint http://127.0.0.1:30000 --input dev.jsonl
+      tts-planner calibrate --endpoint http://127.0.0.1:30000 --input examples/dev.jsonl
       tts-planner calibrate --endpoint URL --reward-endpoint URL2 --reward-model Qwen/Qwen2.5-Math-RM-72B \\
-          --input dev.jsonl --sizes 1,2,4,8,16 -o calibration.json
+          --input examples/dev.jsonl --sizes 1,2,4,8,16 -o calibration.json
     """
     with resumable(str(output)):
         require_frontend()

@@ -49,8 +49,8 @@ def main() -> None:
 
     \b
     Start here:
-      tts-planner predict problems.jsonl          difficulty of each problem
-      tts-planner plan problems.jsonl --budget 4  a strategy and size for each problem
-      tts-planner demo                            everything, against a simulated SGLang server
-      tts-planner COMMAND --help                  the options of one command
+      tts-planner predict examples/problems.jsonl          difficulty of each problem
+      tts-planner plan examples/problems.jsonl --budget 4  a strategy and size for each problem
+      tts-planner demo                                     everything, against a simulated SGLang server
+      tts-planner COMMAND --help                           the options of one command
     """

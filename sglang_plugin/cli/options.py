@@ -76,11 +76,16 @@ def write_output(records: Iterable[dict], output: Path | None, table: str) -> No
 
     if output is None:
         click.echo(table)
-        log.info("each problem's record was not written: -o FILE writes them (-o - to stdout)")
+        log.info("per-problem records not written: -o FILE writes them, -o - to stdout")
         return
     to_stdout = str(output) == "-"
     write_jsonl(records, None if to_stdout else output)
     click.echo(table, err=to_stdout)
+
+
+def problem_file_options(command: Callable) -> Callable:
+    """The options of the commands that read a problem file and print a table of it (`predict`, `plan`)."""
+    return apply(command, [model_option, output_option, input_options, verbosity_options])
 
 
 def skip_log(skip_bad: bool) -> SkipLog | None:

@@ -8,15 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from planner.logs import logger
-from sglang_plugin.cli.options import (
-    input_options,
-    model_option,
-    output_option,
-    report_skipped,
-    skip_log,
-    verbosity_options,
-    write_output,
-)
+from sglang_plugin.cli.options import problem_file_options, report_skipped, skip_log, write_output
 from sglang_plugin.cli.predict import predict_with_progress
 
 if TYPE_CHECKING:
@@ -112,7 +104,6 @@ def calibration_notes(table: StrategyTable, calibration: Calibration | None) -> 
                    "tokens, every token alike).")
 @click.option("--budget-flops", type=float, default=None, metavar="F",
               help="Or: the total compute for the whole file in FLOPs (e.g. 2e15).")
-@model_option
 @click.option("--policy", "policy_name", default=None, metavar="NAME",
               help="The serving policy, any name (default: the one the predictor was trained for).")
 @click.option("--policy-params", type=float, default=None, metavar="N",
@@ -129,9 +120,7 @@ def calibration_notes(table: StrategyTable, calibration: Calibration | None) -> 
               help="Every problem gets at least this many samples' worth of compute.")
 @click.option("--cap", type=float, default=None, metavar="SAMPLES",
               help="No problem gets more than this many samples' worth of compute.")
-@output_option
-@input_options
-@verbosity_options
+@problem_file_options
 def plan_command(input_path: Path, budget: float | None, budget_tokens: float | None, budget_flops: float | None,
                  model: str | None, policy_name: str | None, policy_params: float | None, reward_model: str | None,
                  calibration: Path | None, strategies: str | None, floor: float, cap: float | None,

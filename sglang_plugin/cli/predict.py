@@ -8,15 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from sglang_plugin.cli.options import (
-    input_options,
-    model_option,
-    output_option,
-    report_skipped,
-    skip_log,
-    verbosity_options,
-    write_output,
-)
+from sglang_plugin.cli.options import problem_file_options, report_skipped, skip_log, write_output
 
 SHOWN = 20  # problems listed one by one in the table; the rest are counted in the bins
 
@@ -52,10 +44,7 @@ def format_predictions(texts: list[str], pass_at_1: np.ndarray, bins: np.ndarray
 
 @click.command("predict")
 @click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@model_option
-@output_option
-@input_options
-@verbosity_options
+@problem_file_options
 def predict_command(input_path: Path, model: str | None, output: Path | None, field: str | None, skip_bad: bool,
                     max_chars: int) -> None:
     """Predict each problem's pass@1 for the policy and its difficulty bin: "easy" (>= 0.5), "medium" (0.1 to

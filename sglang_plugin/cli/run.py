@@ -46,7 +46,7 @@ log = logger(__name__)
               help="A calibration file from `tts-planner calibrate`: the planner's curves measured on your stack.")
 @click.option("--strategy", default=None, metavar="NAME",
               help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
-                   "dvts, particle_filter) instead of the planner's choice; needs --size.")
+                   "dvts, particle_filter, deepconf) instead of the planner's choice; needs --size.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
 @click.option("--watchdog-seconds", type=float, default=1800.0, show_default=True, metavar="SECONDS",
               help="Stop (resumably) when for this long no problem finished and no server answered a request; "
@@ -62,9 +62,9 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
 
     \b
     Examples:
-      tts-planner run --endpoint http://127.0.0.1:30000 --input problems.jsonl --output results.jsonl
-      tts-planner run --endpoint URL --reward-endpoint URL2 --input p.jsonl -o r.jsonl --budget 8
-      tts-planner run --endpoint URL --input p.jsonl -o r.jsonl --strategy majority --size 8
+      tts-planner run --endpoint http://127.0.0.1:30000 --input examples/problems.jsonl --output results.jsonl
+      tts-planner run --endpoint URL --reward-endpoint URL2 --input examples/problems.jsonl -o orm.jsonl --budget 8
+      tts-planner run --endpoint URL --input examples/problems.jsonl -o majority8.jsonl --strategy majority --size 8
     """
     with resumable(str(output)):
         require_frontend()

@@ -46,10 +46,9 @@ def train_command(data_path: Path, label_field: str, output: Path, total_field: 
 
     \b
     Examples:
-      tts-planner train outcomes.jsonl --label correct --output my-policy.npz
+      tts-planner train examples/outcomes.jsonl --label correct --output my-7b.npz
       tts-planner train rates.jsonl --label pass_rate --output my-policy.npz --policy Qwen/Qwen2.5-7B-Instruct
-      tts-planner train outcomes.jsonl --label correct -o r1.npz --policy deepseek-ai/DeepSeek-R1-Distill-Qwen-7B \
-          --policy-params 7.6e9
+      tts-planner train outcomes.jsonl --label correct -o mine.npz --policy acme/Reasoner-8B --policy-params 8e9
     """
     from planner.prediction.training import train_from_file
 
