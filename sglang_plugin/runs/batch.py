@@ -194,6 +194,17 @@ class Solver:
         return self.endpoint.totals.snapshot().requests
 
 
+def batch_runner(settings: RunSettings, solver: Solver, files: RunFiles, grader, endpoint: Endpoint,
+                 served: str) -> BatchRunner:
+    """The runner of one output file under the run's settings (watchdog, server wait, secrets masked)."""
+    return BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
+                       health=health_check(endpoint, settings.reward_endpoint, settings.transport),
+                       max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
+                       answer_field=settings.answer_field, progress=settings.progress,
+                       watchdog=settings.watchdog_seconds, server_wait=settings.server_wait,
+                       secrets=settings.secrets)
+
+
 def run_batch(settings: RunSettings, echo: Callable[[str], object] = _stderr) -> RunReport:
     """Run (or resume) a batch; raises PlannerError (ServerDown, TooManyFailures, Stalled, bad input) or
     KeyboardInterrupt, each leaving the output whole and resumable."""
@@ -219,12 +230,7 @@ def run_batch(settings: RunSettings, echo: Callable[[str], object] = _stderr) ->
                   overwrite=settings.overwrite, retry_failed=settings.retry_failed) as files:
         for note in files.notes:
             echo(note)
-        runner = BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
-                             health=health_check(endpoint, settings.reward_endpoint, settings.transport),
-                             max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
-                             answer_field=settings.answer_field, progress=settings.progress,
-                             watchdog=settings.watchdog_seconds, server_wait=settings.server_wait,
-                             secrets=settings.secrets)
+        runner = batch_runner(settings, solver, files, grader, endpoint, served)
         try:
             session = runner.run(problems)
         except KeyboardInterrupt as exc:
