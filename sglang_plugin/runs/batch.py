@@ -155,7 +155,8 @@ def health_check(endpoint: Endpoint, reward_url: str | None, transport: Transpor
 def planning_for(settings: RunSettings) -> Planning:
     """The run's planning inputs (shared by every problem; each problem adds its batch prediction)."""
     return Planning(adaptive=settings.adaptive, predictor=settings.model, policy=settings.policy,
-                    policy_params=settings.policy_params, reward_model=settings.reward_model,
+                    policy_params=settings.policy_params, thinking_end=settings.thinking_end,
+                    reward_model=settings.reward_model,
                     calibration=None if settings.calibration is None else str(settings.calibration),
                     max_budget=settings.max_budget, target_confidence=settings.target_confidence)
 
