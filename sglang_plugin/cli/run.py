@@ -47,7 +47,8 @@ from sglang_plugin.cli.options import key_value, require_frontend, run_settings,
 def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
     """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
     (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
-    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume.
+    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume. Exits 1 when every
+    problem failed.
 
     \b
     Examples:
@@ -66,3 +67,7 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
         click.echo(report.skipped.summary(), err=True)
     click.echo(format_summary(report.summary))
     click.echo(f"results: {settings.output}\noutcome records: {settings.outcomes_path}", err=True)
+    total = report.summary.total
+    if total.problems and total.failed == total.problems:
+        raise click.ClickException(f"every problem failed ({total.failed}); the errors are in each line's `errors`. "
+                                   "Fix the cause and run the same command with --retry-failed")
