@@ -77,10 +77,11 @@ class Gateway:
         self.workers = len(urls)
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
-        # each gateway exports its metrics on a port of its own (the default one is shared: a second gateway exits)
+        # each gateway exports its metrics on a loopback port of its own (by default 0.0.0.0:29000, shared: a
+        # second gateway exits)
         self.process = subprocess.Popen([binary, "launch", "--host", "127.0.0.1", "--port", port, "--worker-urls",
-                                         *urls, "--policy", policy, "--log-level", "warn", "--prometheus-port",
-                                         str(free_port()), *extra],
+                                         *urls, "--policy", policy, "--log-level", "warn", "--prometheus-host",
+                                         "127.0.0.1", "--prometheus-port", str(free_port()), *extra],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + ready_timeout
         while self.healthy_workers() != self.workers:

@@ -203,7 +203,7 @@ def result_line(problem_id: str, p: float, strategy: str, size: int, correct: bo
                       PlanRecord(strategy, size, round(min(1.0, p + 0.05), 4), float(tokens), None, trace),
                       Prediction(p, difficulty_bin(p), "Qwen/Qwen2.5-Math-1.5B-Instruct", "qwen2.5-math-1.5b-instruct.npz"),
                       () if status == "ok" else ("EndpointError: 500",), size, 0,
-                      {"problem": f"Problem {problem_id}", "reference_answer": "7"})
+                      record={"problem": f"Problem {problem_id}", "reference_answer": "7"})
     return line.to_dict()
 
 

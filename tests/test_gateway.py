@@ -10,10 +10,11 @@ import threading
 import time
 import urllib.request
 
-from conftest import SAMPLE, cli, needs_smg, write_problems
+from conftest import FAST, SAMPLE, cli, needs_smg, write_problems
 
 from sglang_plugin.runs.files import audit
 from sglang_plugin.solve import solve
+from sglang_plugin.transport.endpoint import Endpoint
 
 pytestmark = needs_smg
 
@@ -94,3 +95,12 @@ def test_starting_while_the_gateways_model_info_worker_is_down_waits_for_the_gat
     assert stopped.stderr.strip().splitlines()[-1].startswith(f"Error: cannot reach the policy server at {slow.url}")
     assert "although it answers /health (behind the SGLang Model Gateway: the worker it asks for the model info is " \
         "down" in stopped.stderr
+
+
+def test_an_endpoint_finds_the_model_when_the_gateways_info_worker_is_down(gateway):
+    """smg asks one worker for /get_model_info and answers 500 while it is down; /v1/models names the model."""
+    front, workers = gateway(2, "round_robin")
+    _info_worker(front, workers).kill()
+    endpoint = Endpoint(front.url, transport=FAST)
+    assert endpoint.model_info == {"model_path": "Qwen/Qwen2.5-Math-1.5B-Instruct", "source": "/v1/models"}
+    assert solve(json.loads(SAMPLE.read_text().splitlines()[0])["problem"], "majority", 3, endpoint).answer is not None

@@ -98,3 +98,21 @@ def test_secret_scorer_options_are_masked_in_errors(tmp_path):
                      "--reward-option", f'headers={{"X-Token": "{HEADER}"}}', "--reward-option", "request={}"))
     assert done.returncode == 1 and done.stderr.startswith("Error: --reward-option: bad option for scorer 'http'")
     assert _leaks(tmp_path, done.stdout, done.stderr) == []
+
+
+def test_the_python_api_never_shows_url_credentials():
+    import pytest
+
+    from planner.errors import InputError
+    from sglang_plugin.transport.endpoint import Endpoint
+    from sglang_plugin.transport.http import EndpointError
+
+    with pytest.raises(InputError, match="either in the URL .* or as api_key, not both"):
+        Endpoint("http://user:hunter2@127.0.0.1:9", api_key="key")  # refused before any connection
+    error = EndpointError("GET http://user:hunter2@host:1/get_model_info: refused", url="http://user:hunter2@host:1",
+                          kind="connection")
+    assert "hunter2" not in str(error) and "hunter2" not in error.url
+    with SimServer(SAMPLE) as server:
+        with pytest.raises(EndpointError) as caught:
+            Endpoint(server.url.replace("http://", "http://user:hunter2@") + "/missing")
+    assert "hunter2" not in str(caught.value) and "/missing/get_model_info" in str(caught.value)

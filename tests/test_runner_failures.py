@@ -89,6 +89,16 @@ def test_a_problem_the_server_refuses_is_retried_once_then_written_as_failed(tmp
     assert sorted(r["problem_id"] for r in lines(tmp_path / "results.jsonl")) == sorted(results)
 
 
+def test_a_run_where_every_problem_failed_exits_non_zero(tmp_path):
+    huge = {"unique_id": "too-long", "problem": "Compute " + "x + " * 3000 + "1.", "answer": "1"}
+    write_problems(tmp_path / "problems.jsonl", 0, extra=[huge])
+    with SimServer(SAMPLE, seed=5) as server:
+        done = cli(*run_args(server.url, tmp_path))
+    assert done.returncode == 1, done.stderr
+    assert "Error: every problem failed (1)" in done.stderr and "--retry-failed" in done.stderr
+    assert [r["status"] for r in lines(tmp_path / "results.jsonl")] == ["failed"]
+
+
 def test_resuming_cuts_a_torn_line_and_orphan_outcomes(tmp_path):
     write_problems(tmp_path / "problems.jsonl", 8)
     results_path, outcomes_path = tmp_path / "results.jsonl", tmp_path / "results.jsonl.outcomes.jsonl"

@@ -232,3 +232,21 @@ def test_deepconf_through_the_gateway(gateway, tmp_path):
     done = _deepconf_run(front.url, tmp_path, 3)
     assert done.returncode == 0, done.stderr
     assert [line["status"] for line in lines(tmp_path / "results.jsonl")] == ["ok"] * 3
+
+
+def test_a_long_thinking_policy_the_planner_does_not_know_is_described(tmp_path):
+    from sglang_plugin import Planning
+
+    with SimServer([*PROBLEMS], thinking=True, seed=3, thinking_params=SHORT, model_path="acme/reasoner") as server:
+        endpoint = Endpoint(server.url, transport=FAST)
+        described = Planning(policy="acme/reasoner", policy_params=7e9, thinking_end="</think>")
+        result = solve(PROBLEMS[0].text, "majority", 3, endpoint, config=config(), planning=described)
+        assert all(b.thinking_tokens for b in result.branches) and result.thinking_tokens
+        plain = solve(PROBLEMS[0].text, "majority", 3, endpoint, config=config(),
+                      planning=Planning(policy="acme/reasoner", policy_params=7e9))
+        assert plain.thinking_tokens is None
+    examples = SAMPLE.parent.parent.parent / "examples" / "problems.jsonl"
+    planned = cli("plan", str(examples), "--budget", "8", "--policy", "acme/reasoner", "--policy-params", "7e9",
+                  "--thinking-end", "</think>", "-o", str(tmp_path / "plans.jsonl"))
+    assert planned.returncode == 0, planned.stderr
+    assert "deepconf" in {line["plan"]["strategy"] for line in lines(tmp_path / "plans.jsonl")}

@@ -58,7 +58,8 @@ log = logger(__name__)
 def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
     """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
     (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
-    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume.
+    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume. Exits 1 when every
+    problem failed.
 
     \b
     Examples:
@@ -78,3 +79,7 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
     click.echo(format_summary(report.summary))
     log.info(f"results: {settings.output}")
     log.info(f"outcome records: {settings.outcomes_path}")
+    total = report.summary.total
+    if total.problems and total.failed == total.problems:
+        raise click.ClickException(f"every problem failed ({total.failed}); the errors are in each line's `errors`. "
+                                   "Fix the cause and run the same command with --retry-failed")

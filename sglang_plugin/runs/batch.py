@@ -154,7 +154,8 @@ def health_check(endpoint: Endpoint, reward_url: str | None, transport: Transpor
 def planning_for(settings: RunSettings) -> Planning:
     """The run's planning inputs (shared by every problem; each problem adds its batch prediction)."""
     return Planning(adaptive=settings.adaptive, predictor=settings.model, policy=settings.policy,
-                    policy_params=settings.policy_params, reward_model=settings.reward_model,
+                    policy_params=settings.policy_params, thinking_end=settings.thinking_end,
+                    reward_model=settings.reward_model,
                     calibration=None if settings.calibration is None else str(settings.calibration),
                     max_budget=settings.max_budget, target_confidence=settings.target_confidence)
 
@@ -193,6 +194,17 @@ class Solver:
         return self.endpoint.totals.snapshot().requests
 
 
+def batch_runner(settings: RunSettings, solver: Solver, files: RunFiles, grader, endpoint: Endpoint,
+                 served: str) -> BatchRunner:
+    """The runner of one output file under the run's settings (watchdog, server wait, secrets masked)."""
+    return BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
+                       health=health_check(endpoint, settings.reward_endpoint, settings.transport),
+                       max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
+                       answer_field=settings.answer_field, progress=settings.progress,
+                       watchdog=settings.watchdog_seconds, server_wait=settings.server_wait,
+                       secrets=settings.secrets)
+
+
 def run_batch(settings: RunSettings) -> RunReport:
     """Run (or resume) a batch; raises PlannerError (ServerDown, TooManyFailures, Stalled, bad input) or
     KeyboardInterrupt, each leaving the output whole and resumable."""
@@ -225,12 +237,7 @@ def run_batch(settings: RunSettings) -> RunReport:
                   overwrite=settings.overwrite, retry_failed=settings.retry_failed) as files:
         for note in files.notes:
             log.info(note)
-        runner = BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
-                             health=health_check(endpoint, settings.reward_endpoint, settings.transport),
-                             max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
-                             answer_field=settings.answer_field, progress=settings.progress,
-                             watchdog=settings.watchdog_seconds, server_wait=settings.server_wait,
-                             secrets=settings.secrets)
+        runner = batch_runner(settings, solver, files, grader, endpoint, served)
         try:
             session = runner.run(problems)
         except KeyboardInterrupt as exc:

@@ -47,6 +47,7 @@ class RunSettings:
     model: str | None = None  # difficulty predictor: policy name or model file
     policy: str | None = None  # the policy served, when the server's model path is not a name the planner knows
     policy_params: float | None = None
+    thinking_end: str | None = None  # a long-thinking policy the planner does not know: where its thinking ends
     concurrency: int = 8
     config: SolveConfig = field(default_factory=SolveConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
@@ -89,6 +90,9 @@ class RunSettings:
         check_target(self.target_confidence)
         if self.policy_params is not None:
             check_params(self.policy_params, "policy_params")
+        if self.thinking_end is not None and (not isinstance(self.thinking_end, str) or not self.thinking_end.strip()):
+            raise InputError("must be the non-empty text that ends the policy's thinking, e.g. </think>",
+                             field="thinking_end")
         for name in ("concurrency", "max_failures_in_a_row", "max_chars"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -148,7 +152,8 @@ class RunSettings:
         """What decides a run's results: resuming an output needs the same."""
         forced = self.strategy is not None
         settings = {
-            "policy": policy_name, "field": self.field, "answer_field": self.answer_field,
+            "policy": policy_name, "thinking_end": self.thinking_end, "field": self.field,
+            "answer_field": self.answer_field,
             "strategy": self.strategy or "adaptive", "size": self.size, "scorer": self.scorer_kind,
             "reward_model": self.reward_model,
             "reward_options": {k: v for k, v in self.reward_options.items() if k.lower() not in SECRET_KEYS},

@@ -15,7 +15,9 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
+from planner.errors import InputError
 from planner.policies import known_policy
 from sglang_plugin.compat import BaseBackend, RuntimeEndpoint, chat_template, special_token_defaults
 from sglang_plugin.transport.http import EndpointError, HttpClient, TransportConfig
@@ -34,6 +36,9 @@ class Endpoint(RuntimeEndpoint):
     def __init__(self, base_url: str, api_key: str | None = None, verify: str | None = None,
                  chat_template_name: str | None = None, transport: TransportConfig | None = None) -> None:
         BaseBackend.__init__(self)
+        if api_key and urlsplit(base_url).password is not None:
+            raise InputError("give the server's credentials either in the URL (user:password@) or as api_key, not "
+                             "both", field="api_key")
         # Current servers have no /concate_and_append_request; join("concate_and_append") falls back to text.
         self.support_concate_and_append = False
         self.base_url = base_url.rstrip("/")
@@ -41,7 +46,7 @@ class Endpoint(RuntimeEndpoint):
         self.transport = transport or TransportConfig()
         self.client = HttpClient(self.transport, api_key=api_key, verify=verify)
         self.totals = CostLedger()
-        self.model_info = self.client.get(self.base_url + "/get_model_info")
+        self.model_info = self._model_info()
         if not isinstance(self.model_info, dict) or "model_path" not in self.model_info:
             raise EndpointError(f"{self.base_url}/get_model_info has no model_path: {self.model_info!r}"[:300],
                                 url=self.base_url + "/get_model_info", kind="bad_response", status=200)
@@ -49,6 +54,20 @@ class Endpoint(RuntimeEndpoint):
         self.chat_template = chat_template(chat_template_name or (known.chat_template if known else None),
                                            self.model_info["model_path"])
         self._incremental: bool | None = None
+
+    def _model_info(self) -> dict:
+        """GET /get_model_info; through a gateway whose worker that answers it is down (smg asks one worker
+        and does not try another), the served model's name from /v1/models, which any live worker answers."""
+        try:
+            return self.client.get(self.base_url + "/get_model_info")
+        except EndpointError as exc:
+            if exc.status is None or exc.status < 500:
+                raise
+            try:
+                models = self.client.get(self.base_url + "/v1/models")
+                return {"model_path": models["data"][0]["id"], "source": "/v1/models"}
+            except (EndpointError, KeyError, IndexError, TypeError):
+                raise exc from None
 
     # -- the programs' generation calls ---------------------------------------------------------------------
 
