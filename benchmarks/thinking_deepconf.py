@@ -86,8 +86,7 @@ def datasets(data: Path, math500: int, aime: bool, aime_rate: float, seed: int) 
 
 def run_arm(folder: Path, name: str, url: str, source: Path, **settings) -> list[dict]:
     output = folder / f"{name}.jsonl"
-    run_batch(RunSettings(endpoint=url, input=source, output=output, progress=False, concurrency=8, **settings),
-              echo=lambda _: None)
+    run_batch(RunSettings(endpoint=url, input=source, output=output, progress=False, concurrency=8, **settings))
     return [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
 
 
