@@ -53,10 +53,11 @@ def load_problems(data, count: int, seed: int) -> list[dict]:
     return rows
 
 
-def run_arm(data, args, problems, fn) -> tuple[list, float]:
-    """Solve every problem on a fresh server with the benchmark's seed; (results, seconds)."""
+def run_arm(data, args, problems, fn, server: tuple[str, ...] = ()) -> tuple[list, float]:
+    """Solve every problem on a fresh server with the benchmark's seed (and `server` options); (results,
+    seconds)."""
     started = time.perf_counter()
-    with SimProcess(data, "--seed", str(args.seed), "--reward-auroc", str(args.auroc)) as url:
+    with SimProcess(data, "--seed", str(args.seed), "--reward-auroc", str(args.auroc), *server) as url:
         endpoint = Endpoint(url)
         scorer = OutcomeRewardScorer(url)
         with ThreadPoolExecutor(args.threads) as pool:
