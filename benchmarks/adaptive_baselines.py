@@ -299,8 +299,8 @@ def report(points: list[Point], verdicts: list[dict], checks: dict) -> None:
           f"{'tokens':>9}{'compute':>14}")
     for p in points:
         r = p.row()
-        if p.family == "uniform majority" and int(p.setting) not in SHOWN_UNIFORM:
-            continue
+        if p.family.startswith("uniform") and int(p.setting) not in SHOWN_UNIFORM:
+            continue  # every size is in --json and in the curves
         ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
         print(f"{p.family:<26}{p.setting:>8}{r['accuracy']:>10.3f}{ci:>16}"
               f"{r['samples_per_problem']:>9.2f}{r['generated_tokens_per_problem']:>11,.0f}"

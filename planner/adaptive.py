@@ -55,7 +55,8 @@ class AdaptiveConfig:
     """Settings of adaptive solving (one home for them; `tts-planner run --planner-option KEY=VALUE` sets them).
 
     prior_strength, alpha: the belief's prior strength in samples and the wrong answers' concentration.
-    probe_size, round_size: samples in the probe and in each later round.
+    probe_size, round_size: samples in the probe and in each later round. One at a time spends least (each
+        decision sees every sample before the next is bought); larger rounds take fewer sequential requests.
     spread: the per-problem cap is ceil(spread x budget) samples' compute (reward-model reads included) unless
         the caller gives max_budget, so a problem left unsettled can take more than the average its settled
         neighbours leave unspent.
@@ -73,11 +74,11 @@ class AdaptiveConfig:
 
     prior_strength: float = PRIOR_STRENGTH
     alpha: float = WRONG_ANSWER_CONCENTRATION
-    probe_size: int = 2
-    round_size: int = 2
+    probe_size: int = 1
+    round_size: int = 1
     spread: float = 2.0
     settle_confidence: float = 0.99
-    min_gain: float = 0.02
+    min_gain: float = 0.01
     selection: str = "posterior"
     reward_evidence: str = "auto"
     confidence_auroc: float = 0.7

@@ -25,6 +25,7 @@ from sglang_plugin.config import SamplingConfig
 from sglang_plugin.scorers.base import QWEN_ORM_TEMPLATE, render
 from sglang_plugin.sim.problems import Problem
 from sglang_plugin.sim.server import SimServer
+from sglang_plugin.sim.thinking import ThinkingParams
 
 EASY = Problem(PROBLEMS[0].text, PROBLEMS[0].answer, 1.0, PROBLEMS[0].solution)
 HOPELESS = Problem(PROBLEMS[1].text, PROBLEMS[1].answer, 0.0, PROBLEMS[1].solution)
@@ -59,20 +60,21 @@ def right(result, problem) -> bool:
     return result.answer is not None and shared_grader().equivalent(result.answer, problem.answer)
 
 
-def test_settled_easy_problem_spends_only_the_probe(endpoint, orm, planner, servers):
+def test_easy_problem_stops_once_two_samples_agree(endpoint, orm, planner, servers):
     policy, rewards = servers
     before = sim_stats(policy), sim_stats(rewards)
-    # The predictor says easy and every probe answer agrees (the server always solves it).
+    # The predictor says easy and every answer agrees (the server always solves it).
     result = solve(EASY.text, "adaptive", 8, endpoint, orm, planning=planner, pass_at_1=0.9)
     after = sim_stats(policy), sim_stats(rewards)
     trace = result.plan.adaptive
     # Settled, or close enough that more samples are not worth their compute.
     assert trace.stop_reason in ("settled", "enough") and trace.posterior_difficulty == "easy"
     assert trace.confidence >= 0.9
-    assert trace.samples == trace.probe_size == planner.adaptive.probe_size == len(result.branches)
+    assert trace.probe_size == planner.adaptive.probe_size == 1
+    assert trace.samples == len(result.branches) == 2 and [r.decision for r in trace.rounds] == ["continue", "enough"]
     assert right(result, EASY)
-    # The cost is the probe's, exactly what the policy server counted.
-    assert trace.probe_tokens == result.cost.tokens == result.plan.expected_cost
+    # The first plan was to buy more samples, one at a time.
+    assert trace.probe_tokens < result.cost.tokens and trace.rounds[0].plan.extra >= 1
     served = {k: after[0][k] - before[0][k] for k in ("prompt_tokens", "cached_tokens", "completion_tokens")}
     cost = result.cost
     assert (cost.prompt_tokens, cost.cached_tokens, cost.completion_tokens) == (
@@ -233,7 +235,7 @@ def test_more_compute_is_bought_only_while_the_vote_state_says_it_pays():
     assert rule(0.9, [2], 8)[0] == "enough"  # two samples agree on a problem predicted easy
     reason, option = rule(0.5, [1, 1], 8)  # a split: more samples are likely to settle it
     assert reason is None and option.action == "sample" and option.gain > 0.05
-    assert rule(0.1, [1] * 12, 8)[0] == "hopeless"  # twelve different answers
+    assert rule(0.1, [1] * 12, 4)[0] == "hopeless"  # twelve different answers
     assert rule(0.5, [1, 1], 8, room=0.5)[0] == "cap"  # not even one more sample fits
     # The price falls with the budget: a state worth more samples at budget 16 is not at budget 2.
     assert rule(0.4, [2, 1, 1], 16)[0] is None and rule(0.4, [2, 1, 1], 2)[0] == "enough"
@@ -278,11 +280,12 @@ def test_a_planned_search_runs_once_with_the_rest(endpoint, servers):
     table = StrategyTable(full.policy, full.reward_model,
                           {"cot": full.curves["cot"], "beam_search": full.curves["beam_search"]}, full.cost)
     result = solve(MEDIUM.text, "adaptive", 16, endpoint, prm, planning=Planning(table=table), pass_at_1=0.4)
-    plan, trace = result.plan, result.plan.adaptive
+    trace = result.plan.adaptive
     assert trace.stop_reason == "searched" and trace.chosen_by == "beam_search" == trace.search
     policy_tokens, reward_tokens = table.cost.per_unit("beam_search")
     per_unit = (policy_tokens + table.pricing().reward_weight * reward_tokens) / table.sample_tokens()
-    assert plan.strategy == "beam_search" and trace.samples + result.size["search"] * per_unit <= trace.cap == 32
+    assert trace.rounds[-1].plan.strategy == "beam_search" and trace.rounds[-1].plan.size == result.size["search"]
+    assert trace.samples + result.size["search"] * per_unit <= trace.cap == 32
     probe = [b for b in result.branches if b.id < trace.samples]
     assert all(b.parent is None and b.group is None for b in probe)  # the probe's samples are kept
     assert len(result.branches) > trace.samples and result.trace  # the search's candidates and steps
@@ -321,3 +324,19 @@ def test_prediction_uses_the_policys_shipped_predictor_or_says_which_it_borrowed
         assert 0.0 <= prediction.pass_at_1 <= 1.0 and prediction.difficulty in ("easy", "medium", "hard")
     borrowed = Planning(policy="my-org/math-7b", policy_params=7e9).prediction(MEDIUM.text, None)
     assert borrowed.policy == "my-org/math-7b" and borrowed.model == "qwen2.5-math-1.5b-instruct.npz"
+
+
+def test_a_long_thinking_policy_without_a_reward_model_weighs_its_traces_confidence():
+    """No reward model and an R1-style policy: samples are streamed with their confidence, which counts as
+    evidence (AdaptiveConfig.confidence_for) and comes free, so the rules value new samples with it."""
+    short = ThinkingParams(easy_median_tokens=400, hard_median_tokens=1600)
+    with SimServer(thinking=True, seed=4, default_rate=0.4, thinking_params=short) as server:
+        endpoint = Endpoint(server.url, transport=FAST)
+        results = [solve(f"Problem {i}: how many ways are there to choose {i + 2} of {2 * i + 5} books?", "adaptive",
+                         4, endpoint, None, pass_at_1=0.4) for i in range(3)]
+    for result in results:
+        trace = result.plan.adaptive
+        assert result.plan.adaptive is not None and trace.stop_reason in STOP_REASONS
+        assert trace.samples == len(result.branches) <= trace.cap == 8 and result.cost.reward_tokens == 0
+        assert all(b.confidence is not None for b in result.branches)
+    assert any(r.plan.adaptive.samples > r.plan.adaptive.probe_size for r in results)
