@@ -33,8 +33,9 @@ difference with a paired bootstrap 95% interval over problems. "on/above" means 
         [--scorer none|orm] [--auroc 0.9] [--split math500|train] [--planner-option KEY=VALUE] [--threads 4]
         [--data DIR] [--json]
 
---split train draws --problems problems of MATH train (for tuning the adaptive settings away from MATH-500; its
-solutions are the stand-in's synthetic ones, and the shipped predictor was trained on them).
+--split train draws --problems problems of MATH train (for tuning the adaptive settings away from MATH-500): their
+solutions are the stand-in's synthetic ones, and their predicted pass@1 is out of fold (held_out_prior), since
+the shipped predictor was trained on them.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ from planner.grading import shared_grader
 from planner.jsonl import read_jsonl
 from planner.planning.allocation import _hull_at
 from planner.policies import DEFAULT_POLICY, policy, reward_model
+from planner.prediction.build_models import consensus_columns, level_of
 from planner.prediction.model_store import load_model
+from planner.prediction.predictor import DifficultyPredictor, logit_rate
 from planner.report.numbers import wilson
 from sglang_plugin import Planning, solve
 
@@ -111,6 +114,27 @@ class Prices:
 
     def flops(self, o: Outcome) -> float:
         return 2.0 * (self.policy * (o.prompt + o.generated) + self.reward * o.reward)
+
+
+def held_out_prior(data: Path, problems: list[dict], seed: int, folds: int = 2) -> np.ndarray:
+    """Predicted pass@1 of MATH train problems as if held out: the shipped predictor was trained on them, so each
+    fold of MATH train is predicted by a predictor fit (the shipped recipe) on the other folds."""
+    rows = [r for _, r in read_jsonl(data / "outcomes" / "math_success_rates.jsonl") if r["split"] == "train"]
+    fold = np.random.default_rng(seed).integers(0, folds, size=len(rows))
+    columns = consensus_columns(rows[0])
+    consensus = np.mean([logit_rate(np.array([r[c] for r in rows])) for c in columns], axis=0)
+    levels = np.array([level_of(r) for r in rows])
+    labels = np.array([r[policy(DEFAULT_POLICY).label_column] for r in rows])
+    where = {r["idx"]: i for i, r in enumerate(rows)}
+    wanted = np.array([where[p["idx"]] for p in problems])
+    prior = np.empty(len(problems))
+    for k in range(folds):
+        fit = np.flatnonzero(fold != k)
+        model = DifficultyPredictor(policy=DEFAULT_POLICY).fit([rows[i]["problem"] for i in fit], labels[fit],
+                                                               aux={"consensus": consensus[fit], "level": levels[fit]})
+        mine = np.flatnonzero(fold[wanted] == k)
+        prior[mine] = model.predict([problems[i]["problem"] for i in mine])
+    return prior
 
 
 def load_train(data: Path, count: int, seed: int, folder: Path) -> tuple[list[dict], Path]:
@@ -372,7 +396,8 @@ def main() -> None:
                   "uniform_answer_mismatches": sum(correct(r.answer, q["reference"]) != uniform_majority(p, 4).right
                                                    for r, p, q in zip(uniform4, pools, problems)),
                   "adaptive_mismatches": 0}
-        prior = load_model().predict([p["problem"] for p in problems])
+        prior = held_out_prior(data, problems, args.seed) if args.split == "train" else \
+            load_model().predict([p["problem"] for p in problems])
         stops = {}
         for budget in budgets:
             outcomes, results, seconds = run_adaptive(data, args, problems, budget, config, prior, server)
