@@ -66,6 +66,11 @@ class TraceConfidence:
         """The latest group confidence (None before a whole window)."""
         return self.window_sum / self.window if self.full else None
 
+    def fell_below(self, threshold: float) -> bool:
+        """Whether some whole window so far had a mean under `threshold`: DeepConf's online stop, which checks
+        every token, read at whatever granularity the tokens arrive."""
+        return self.full and self.lowest < threshold
+
     @property
     def score(self) -> float | None:
         """The trace's lowest group confidence, or its mean confidence while shorter than the window."""
@@ -92,6 +97,10 @@ def stop_threshold(warmup_scores: Sequence[float], keep: float) -> float:
 
 
 def kept(scores: Sequence[float | None], keep: float) -> list[int]:
-    """Offline filtering: the indexes of the most confident `keep` share of the scored traces (at least one)."""
-    scored = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: -scores[i])
-    return sorted(scored[:max(1, math.ceil(keep * len(scored)))]) if scored else []
+    """Offline filtering: the indexes of the scored traces at or above the threshold that keeps the most
+    confident `keep` share (stop_threshold, as DeepConf's percentile filter: 7 of 8 traces at 0.9), in order."""
+    scored = [s for s in scores if s is not None]
+    if not scored:
+        return []
+    threshold = stop_threshold(scored, keep)
+    return [i for i, s in enumerate(scores) if s is not None and s >= threshold]

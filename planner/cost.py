@@ -137,6 +137,7 @@ class CostModel:
       `steps_per_solution` steps; with a prefix-caching reward server only the new step is read (one
       solution per unit in total), without it the whole prefix is re-read: (steps + 1) / 2 solutions per unit.
     - Partial solutions re-sent to the policy at each search step are prefix-cache hits and cost nothing.
+    - A strategy that cuts traces or stops sampling early generates its entry's `token_share` of that.
     - `unit_tokens` holds measured (policy, reward) tokens per unit of size from a calibration file.
     """
 
@@ -152,7 +153,7 @@ class CostModel:
         if strategy in self.unit_tokens:
             return self.unit_tokens[strategy]
         spec = find_strategy(strategy)
-        generated = float(self.tokens_per_sample)
+        generated = float(self.tokens_per_sample) * spec.token_share
         if not spec.needs_reward or not self.reward_reads:
             return generated, 0.0
         if spec.step_level and not self.rescore_cached:

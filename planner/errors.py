@@ -28,8 +28,9 @@ class RunStopped(PlannerError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) during a run: `written` of `total` problems are in `output`, nothing partial."""
+    """Ctrl-C (or SIGTERM) during a run: `written` of `total` problems are in `output`, nothing partial
+    (`written` None: it came while the run was starting, before the output was opened)."""
 
-    def __init__(self, written: int, total: int, output: str = "the output") -> None:
-        super().__init__(f"{written} of {total} problems written")
+    def __init__(self, written: int | None, total: int, output: str = "the output") -> None:
+        super().__init__(f"{written} of {total} problems written" if written is not None else "interrupted at start-up")
         self.written, self.total, self.output = written, total, output

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from planner.errors import InputError
+
 
 def sha256_of(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
@@ -16,6 +18,19 @@ def sha256_of(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """Refuse, before any work is done, a file that could not be written: on a read-only file system, or in a
+    folder (or under a parent folder to be created) that refuses writes."""
+    path = Path(target)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or existing.is_dir() and os.access(existing, os.W_OK | os.X_OK) \
+            or existing.is_file() and os.access(existing, os.W_OK):
+        return
+    readonly = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    raise InputError(f"cannot write here: {existing} is on a read-only file system" if readonly
+                     else f"cannot write here: {existing} does not accept writes (permission denied)", path=str(path))
 
 
 def _umask() -> int:

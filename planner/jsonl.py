@@ -15,6 +15,7 @@ from planner.files import atomic_path
 
 TEXT_FIELDS = ("problem", "question")
 DEFAULT_MAX_CHARS = 50_000
+MAX_DEPTH = 100  # nesting a record may have: every record is written back (and walked) as it came
 
 
 @dataclass
@@ -67,9 +68,26 @@ def _parse_line(raw: bytes, path: str, number: int) -> dict:
         raise InputError(f"malformed JSON: {exc.msg} at column {exc.colno}", path=path, line=number) from exc
     except ValueError as exc:
         raise InputError(str(exc), path=path, line=number) from exc
+    except RecursionError:
+        raise InputError(f"JSON nested more than {MAX_DEPTH} levels deep", path=path, line=number) from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(record) > MAX_DEPTH:
+        raise InputError(f"JSON nested more than {MAX_DEPTH} levels deep", path=path, line=number)
     if not isinstance(record, dict):
         raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number)
     return record
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (iterative: any depth)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            stack += [(child, level + 1) for child in item]
+    return deepest
 
 
 def _reject_constant(name: str) -> Any:

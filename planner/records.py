@@ -10,7 +10,8 @@ release reads.
 - PlanRecord: what the planner decided (strategy, size, expected accuracy and tokens); adaptive solves add an
   AdaptiveTrace (the probe, the belief before and after, every round, why it stopped).
 - ResultLine: one line per finished problem: the input record plus answer, correctness, plan, prediction,
-  cost, status and errors.
+  cost, status and errors. Status "ok": every planned branch ran; "partial": some branches failed (their
+  requests gave up), so the answer rests on fewer samples than planned; "failed": no branch finished.
 - OutcomeRecord: one line per independent sample of a problem with a reference (the training labels of
   `tts-planner train --label correct`).
 """
@@ -28,7 +29,7 @@ from planner.difficulty import BINS
 from planner.errors import InputError
 
 FORMAT_VERSION = 2
-STATUSES = ("ok", "failed")
+STATUSES = ("ok", "partial", "failed")  # partial: answered from fewer samples than planned
 STOP_REASONS = ("settled", "confident", "enough", "hopeless", "cap", "searched", "failed")
 
 
@@ -159,6 +160,7 @@ class ResultLine:
     errors: tuple[str, ...] = ()
     branches: int = 0
     failed_branches: int = 0
+    thinking_tokens: int | None = None  # long-thinking policies: the branches' tokens spent thinking
     record: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -179,6 +181,8 @@ class ResultLine:
         outcome.pop("record")
         if self.correct is None:
             outcome.pop("correct")
+        if self.thinking_tokens is None:
+            outcome.pop("thinking_tokens")
         return {**self.record, **outcome, "format_version": FORMAT_VERSION}
 
     @classmethod

@@ -5,6 +5,7 @@ Errors name the URLs they failed on, and the resume hint repeats the command lin
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 
@@ -22,7 +23,8 @@ def redact_url(text: str) -> str:
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
-    """A command line safe to print: secret option values and URL credentials masked."""
+    """A command line safe to print: secret option values, secret KEY=VALUE values (also as
+    `--option=KEY=VALUE`) and URL credentials masked."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
@@ -38,12 +40,46 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
                 out.append(arg)
                 hide_next = True
             continue
-        key, sep, _ = arg.partition("=")
+        prefix = f"{flag}=" if flag.startswith("--") and sep else ""
+        key, sep, _ = (value if prefix else arg).partition("=")
         if sep and key.strip().lower() in SECRET_KEYS:
-            out.append(f"{key}={MASK}")
+            out.append(f"{prefix}{key}={MASK}")
             continue
         out.append(redact_url(arg))
     return out
+
+
+def secret_values(argv: Sequence[str]) -> list[str]:
+    """The secret values given on a command line: after a secret flag, and in secret KEY=VALUE options (each
+    string inside a JSON value too, e.g. every header of headers={...})."""
+    found: list[str] = []
+    for i, arg in enumerate(argv):
+        flag, sep, value = arg.partition("=")
+        if flag in SECRET_FLAGS:
+            found.append(value if sep else (argv[i + 1] if i + 1 < len(argv) else ""))
+            continue
+        key, sep, raw = (value if flag.startswith("--") and sep else arg).partition("=")
+        if sep and key.strip().lower() in SECRET_KEYS:
+            found += [raw, *_strings(raw)]
+    return [s for s in found if s]
+
+
+def _strings(raw: str) -> list[str]:
+    """Every string inside a JSON text (none when it is not JSON)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return []
+    stack, found = [data], []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack += list(item.values())
+        elif isinstance(item, list):
+            stack += item
+    return found
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:

@@ -52,6 +52,10 @@ class Strategy:
         beam width when `beam_sized` (then `min_size` counts beams).
     planned: the planner's tables offer it (the adaptive program plans; it is not itself planned).
     plans: its program makes and records its own plan (the adaptive program) instead of being given one.
+    needs_thinking: the planner offers it for long-thinking policies only (it reads the trace's own confidence,
+        which separates right from wrong traces over thousands of thinking tokens).
+    token_share: generated tokens per unit of size, as a share of one whole sample's (traces cut early and
+        sampling stopped once settled generate less).
     curves: default accuracy curve per policy-size class, with its source.
     """
 
@@ -67,6 +71,8 @@ class Strategy:
     beam_sized: bool = False
     planned: bool = True
     plans: bool = False
+    needs_thinking: bool = False
+    token_share: float = 1.0
     curves: Mapping[str, Default] = field(default_factory=dict)
 
     def sizes(self, beam_width: int = DEFAULT_BEAM_WIDTH) -> tuple[int, ...]:
@@ -90,17 +96,25 @@ def _per_class(source: str, **curves: Default) -> dict[str, Default]:
 
 _ONE_SAMPLE = Default(Curve(gain=(0.0, 0.0, 0.0)), "one sample: A = p by definition")
 _MAJORITY_7B = Curve(plurality=(1.473, 0.573), rate=(0.646, 0.057, 0.102))
+_MAJORITY = _per_class(
+    "majority",
+    small=Default(Curve(plurality=(2.285, 2.078), rate=(0.869, 0.134, 0.196)),
+                  MAJ_FIT + " for Qwen2.5-Math-1.5B-Instruct (RMSE 0.007)"),
+    medium=Default(_MAJORITY_7B, MAJ_FIT + " for Qwen2.5-Math-7B-Instruct (RMSE 0.008)"),
+    large=Default(_MAJORITY_7B, MAJ_FIT + " (the 7B fit; no measurement here for larger policies)"))
+# DeepConf's accuracy at N: majority@N's curve as a floor (DeepConf@N matched or beat majority@N in most of Fu et
+# al.'s settings, arXiv 2508.15260, Tables 1-2, and on the stand-in's thinking profile); its tokens: 0.65 of N
+# whole traces, an assumption between the stand-in's measured 0.60-0.75 at N = 8-32 (DeepConf reports 43-85%
+# fewer tokens at N = 512, where its consensus stop saves most). `tts-planner calibrate` measures both.
+DEEPCONF_TOKEN_SHARE = 0.65
+_DEEPCONF = {name: Default(d.curve, f"majority@N's curve as a floor for DeepConf@N: {d.source}")
+             for name, d in _MAJORITY.items()}
 
 REGISTRY: dict[str, Strategy] = {s.name: s for s in (
     Strategy("cot", "one chain of thought, whatever the budget", "sglang_plugin.programs.sampling:cot", max_size=1,
              curves=_per_class("cot", small=_ONE_SAMPLE, medium=_ONE_SAMPLE, large=_ONE_SAMPLE)),
     Strategy("majority", "self-consistency: the most frequent answer among N samples (arXiv 2203.11171)",
-             "sglang_plugin.programs.sampling:majority", min_size=3, curves=_per_class(
-                 "majority",
-                 small=Default(Curve(plurality=(2.285, 2.078), rate=(0.869, 0.134, 0.196)),
-                               MAJ_FIT + " for Qwen2.5-Math-1.5B-Instruct (RMSE 0.007)"),
-                 medium=Default(_MAJORITY_7B, MAJ_FIT + " for Qwen2.5-Math-7B-Instruct (RMSE 0.008)"),
-                 large=Default(_MAJORITY_7B, MAJ_FIT + " (the 7B fit; no measurement here for larger policies)"))),
+             "sglang_plugin.programs.sampling:majority", min_size=3, curves=_MAJORITY),
     Strategy("best_of_n", "the sample with the best reward-model score", "sglang_plugin.programs.sampling:best_of_n",
              needs_reward=True, reward_kinds=REWARD_DRIVEN, min_size=2, curves=_per_class(
                  "best_of_n",
@@ -136,7 +150,8 @@ REGISTRY: dict[str, Strategy] = {s.name: s for s in (
                  medium=default((0.45, 0.55, 0.58), (1.6, 1.3, 1.1), f"{PURI}. {ROUGH}"),
                  large=default((0.35, 0.50, 0.55), (0.9, 0.9, 0.9), f"{PURI}; {LIU}. {ROUGH}"))),
     Strategy("deepconf", "parallel traces cut early by their own low confidence, confidence-weighted vote "
-             "(arXiv 2508.15260)", "sglang_plugin.programs.deepconf:deepconf", min_size=2, planned=False),
+             "(arXiv 2508.15260)", "sglang_plugin.programs.deepconf:deepconf", min_size=4, needs_thinking=True,
+             token_share=DEEPCONF_TOKEN_SHARE, curves=_DEEPCONF),
     Strategy("adaptive", "predict, probe, update the belief, plan the rest, stop early",
              "sglang_plugin.programs.adaptive:adaptive", planned=False, plans=True),
 )}

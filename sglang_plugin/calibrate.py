@@ -54,10 +54,9 @@ from planner.planning.table import StrategyTable
 from planner.policies import reward_model as find_reward_model
 from planner.records import ResultLine
 from planner.strategies import DEFAULT_BEAM_WIDTH, REGISTRY, planned_strategies
-from sglang_plugin.runs.batch import Solver, connect, health_check, planning_for, predict_all
+from sglang_plugin.runs.batch import Solver, batch_runner, connect, planning_for, predict_all
 from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem, read_run_problems
-from sglang_plugin.runs.runner import BatchRunner
 from sglang_plugin.runs.settings import RunSettings
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16)
@@ -362,10 +361,7 @@ def _run_arm(arm: Arm, base: RunSettings, folder: Path, served: str, problems: l
         for note in files.notes:
             echo(f"  {note}")
             notes.append(f"{arm.name}: {note}")
-        runner = BatchRunner(solver, files, grader, policy=served, concurrency=base.concurrency,
-                             health=health_check(endpoint, base.reward_endpoint, base.transport),
-                             max_failures_in_a_row=base.max_failures_in_a_row, retry_delay=base.retry_delay,
-                             answer_field=base.answer_field, progress=base.progress)
+        runner = batch_runner(settings, solver, files, grader, endpoint, served)
         try:
             runner.run(problems)
         except KeyboardInterrupt as exc:

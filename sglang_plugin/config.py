@@ -26,6 +26,8 @@ DEFAULT_TEMPERATURE = 0.6
 AGGREGATIONS = ("last", "min", "prod", "mean")
 PF_SELECTIONS = ("weighted_vote", "max_weight")
 DEEPCONF_MODES = ("online", "offline")
+CONFIDENCE_TRANSPORTS = ("auto", "stream", "segments")
+DEEPCONF_KEEP = {"online": 0.1, "offline": 0.9}  # DeepConf-low online, DeepConf-high offline
 
 
 @dataclass(frozen=True)
@@ -64,23 +66,40 @@ class SearchConfig:
     seed: int = 0  # the program's own randomness (particle resampling)
     # Confidence filtering (DeepConf, planner.confidence): window and top-k of the token confidence, online
     # (warm-up traces set a stop threshold) or offline (filter finished traces), the share of traces kept
-    # (0.9: DeepConf-high), warm-up traces (None: a quarter of N, at least 2), and the weighted-vote share
-    # at which sampling stops.
+    # (None: 0.1 online, DeepConf-low as in DeepConf's online reference code; 0.9 offline, DeepConf-high),
+    # warm-up traces (None: an eighth of N, at least 2), and the weighted-vote share at which sampling stops.
     confidence_window: int = 2048
     confidence_top_k: int = 20
+    # How a trace with its confidence is generated: "stream" (one streamed request, read as it arrives, chunks
+    # of `confidence_stream_interval` tokens), "segments" (requests of `confidence_segment_tokens` tokens, each
+    # continuing the text, checked between them: linear in the trace's length on servers that re-send every
+    # logprob in every chunk, SGLang's default) or "auto" (stream when the server streams incrementally).
+    confidence_transport: str = "auto"
+    confidence_stream_interval: int = 32
+    confidence_segment_tokens: int = 1024
     deepconf_mode: str = "online"
-    deepconf_keep: float = 0.9
+    deepconf_keep: float | None = None
     deepconf_warmup: int | None = None
     deepconf_consensus: float = 0.95
 
+    @property
+    def keep_share(self) -> float:
+        """The share of traces DeepConf keeps in this mode."""
+        if self.deepconf_keep is not None:
+            return self.deepconf_keep
+        return DEEPCONF_KEEP[self.deepconf_mode]
+
     def __post_init__(self) -> None:
-        for name in ("max_step_tokens", "max_steps", "beam_width", "confidence_window", "confidence_top_k"):
+        for name in ("max_step_tokens", "max_steps", "beam_width", "confidence_window", "confidence_top_k",
+                     "confidence_stream_interval", "confidence_segment_tokens"):
             _positive_int(self, name)
         if self.deepconf_warmup is not None:
             _positive_int(self, "deepconf_warmup")
-        _number(self, "deepconf_keep", low=0.0, strict=True, high=1.0)
+        if self.deepconf_keep is not None:
+            _number(self, "deepconf_keep", low=0.0, strict=True, high=1.0)
         _number(self, "deepconf_consensus", low=0.0, strict=True, high=1.0)
         _choice("deepconf_mode", self.deepconf_mode, DEEPCONF_MODES)
+        _choice("confidence_transport", self.confidence_transport, CONFIDENCE_TRANSPORTS)
         _number(self, "pf_temperature", low=0.0, strict=True)
         _number(self, "pf_ess_threshold", low=0.0, high=1.0)
         if not isinstance(self.step_delimiter, str) or not self.step_delimiter:

@@ -29,6 +29,9 @@ from planner.records import (
 from sglang_plugin.sim.problems import Problem
 from sglang_plugin.transport.http import TransportConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the gateway and worker helpers the benchmarks use
+from benchmarks.gateway import Gateway, Worker, smg_binary
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -83,6 +86,33 @@ def comparable(result) -> dict:
     data = result.to_dict()
     data["cost"].pop("wall_time")
     return data
+
+
+# -- the SGLang Model Gateway ------------------------------------------------------------------------------------
+
+needs_smg = pytest.mark.skipif(smg_binary() is None, reason="the SGLang Model Gateway binary `smg` is not installed "
+                                                           "(pip install smg; it is in the dev extra)")
+
+
+@pytest.fixture
+def gateway():
+    """Start the gateway in front of stand-in workers (child processes, killable): call it with the number of
+    workers, the routing policy, the workers' sim-server options and smg's own; all are stopped afterwards."""
+    started: list = []
+
+    def start(workers: int = 2, policy: str = "cache_aware", options: tuple[str, ...] = (),
+              smg: tuple[str, ...] = ()) -> tuple[Gateway, list[Worker]]:
+        pool = []
+        for seed in range(workers):
+            pool.append(Worker("--problems", str(SAMPLE), "--seed", str(seed + 1), *options))
+            started.append(pool[-1])
+        front = Gateway([w.url for w in pool], policy, *smg)
+        started.append(front)
+        return front, pool
+
+    yield start
+    for process in reversed(started):
+        process.close() if isinstance(process, Gateway) else process.kill()
 
 
 # -- batch runs -------------------------------------------------------------------------------------------------
@@ -150,7 +180,7 @@ def result_line(problem_id: str, p: float, strategy: str, size: int, correct: bo
                       PlanRecord(strategy, size, round(min(1.0, p + 0.05), 4), float(tokens), None, trace),
                       Prediction(p, difficulty_bin(p), "Qwen/Qwen2.5-Math-1.5B-Instruct", "qwen2.5-math-1.5b-instruct.npz"),
                       () if status == "ok" else ("EndpointError: 500",), size, 0,
-                      {"problem": f"Problem {problem_id}", "reference_answer": "7"})
+                      record={"problem": f"Problem {problem_id}", "reference_answer": "7"})
     return line.to_dict()
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from planner.extras import install_hint
+
 HIDE_SGLANG = "import sys; sys.modules['sglang'] = None; from sglang_plugin.cli.main import main; main()"
 
 
@@ -20,8 +22,7 @@ def test_missing_frontend_is_one_clear_error(args, tmp_path):
     result = subprocess.run([sys.executable, "-c", HIDE_SGLANG, *args], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 1
-    root = Path(__file__).resolve().parents[1]
-    assert f'pip install "{root}[client]"' in result.stderr and "missing: sglang" in result.stderr
+    assert install_hint("client") in result.stderr and "missing: sglang" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
 

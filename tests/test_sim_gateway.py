@@ -5,59 +5,16 @@ streamed, proxies /get_model_info, fans out /flush_cache, and its /get_loads rep
 worker. Skipped only when the smg binary cannot be found."""
 
 import json
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from conftest import Gateway, needs_smg
 from sim_http import Stream, call, ok, sim_stats, wait_idle
 
 from sglang_plugin.sim.server import SimServer
 
-SMG = shutil.which("smg") or (str(Path(sys.executable).with_name("smg"))
-                              if Path(sys.executable).with_name("smg").exists() else None)
-pytestmark = pytest.mark.skipif(SMG is None, reason="the smg binary (pip install smg) is not installed")
+pytestmark = needs_smg
 ABORT = {"type": "abort", "message": "Aborted", "status_code": None, "err_type": None}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Gateway:
-    """`smg launch` in front of worker URLs, quiet (it prints a banner and request logs otherwise), ready once
-    GET /readiness counts every worker healthy."""
-
-    def __init__(self, urls, policy: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        # Its metrics server listens on 0.0.0.0:29000 unless told otherwise: a second gateway would not start.
-        self.process = subprocess.Popen([SMG, "launch", "--host", "127.0.0.1", "--port", str(self.port),
-                                         "--worker-urls", *urls, "--policy", policy, "--log-level", "warn",
-                                         "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port())],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/readiness", timeout=2) as response:
-                    if json.loads(response.read()).get("healthy_workers") == len(urls):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.close()
-                raise AssertionError("smg did not become ready")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self.process.kill()  # SIGTERM would keep its listener open for a 5 s drain window
-        self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

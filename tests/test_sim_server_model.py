@@ -4,7 +4,7 @@ with the configured AUROC, and policy confidence. Statistical checks use fixed s
 
 import pytest
 from math_verify import parse, verify
-from sim_http import RATE_FIELD, RATES, SOLUTIONS, ok, prompt, sample_records
+from sim_http import RATE_FIELD, RATES, SOLUTIONS, call, ok, prompt, sample_records
 from sklearn.metrics import roc_auc_score
 
 from planner.errors import InputError
@@ -224,3 +224,15 @@ def test_rates_file_joined_with_solutions():
                for r in RECORDS)
     found = bank.find("Intro text. " + RECORDS[3]["problem"].replace(" ", "   ") + " Answer:")
     assert found is not None and found[0].text == RECORDS[3]["problem"]
+
+
+def test_answers_past_pythons_integer_digit_limit_are_served():
+    from sglang_plugin.sim.steps import wrong_answer_pool
+
+    huge = "7" * 5000
+    pool = wrong_answer_pool(huge, 4, "salt")
+    assert len(pool) == 4 and huge not in pool
+    with SimServer([Problem("What is the big number?", huge, 1.0)]) as server:
+        status, answer = call(server.url, "/generate", {"text": "What is the big number?",
+                                                        "sampling_params": {"max_new_tokens": 32}})
+    assert status == 200 and answer["meta_info"]["completion_tokens"] == 32

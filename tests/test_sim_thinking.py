@@ -101,7 +101,7 @@ def test_lengths_answers_and_cut_traces():
             spec = running.reasoner.spec_for(record["problem"])
             counts = []
             for _ in range(12):
-                answer = ok(running.url, "/generate", {"text": text, "sampling_params": {"max_new_tokens": 100000}})
+                answer = ok(running.url, "/generate", {"text": text, "sampling_params": {"max_new_tokens": 130000}})
                 meta = answer["meta_info"]
                 assert meta["finish_reason"]["type"] == "stop" and "</think>" in answer["text"]
                 assert not answer["text"].startswith("<think>")  # the prompt opened it

@@ -87,7 +87,18 @@ def test_outcome_reward_models_do_not_drive_step_level_search():
     assert table.strategies == ("cot", "majority", "best_of_n", "weighted_vote")
     with pytest.raises(InputError, match="beam_search"):
         table.options(["beam_search"])
-    assert set(StrategyTable.default(SMALL, PRM).strategies) == set(planned_strategies())
+    assert set(StrategyTable.default(SMALL, PRM).strategies) == set(planned_strategies()) - {"deepconf"}
+
+
+def test_deepconf_is_planned_for_thinking_policies_only():
+    thinking = StrategyTable.default("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
+    assert thinking.strategies == ("cot", "majority", "deepconf")
+    assert "deepconf" not in StrategyTable.default(SMALL).strategies
+    # its curve is majority's (a floor) at a share of the tokens
+    assert thinking.accuracy("deepconf", 0.4, 16) == pytest.approx(thinking.accuracy("majority", 0.4, 16))
+    share = thinking.expected_cost("deepconf", 16).completion_tokens / \
+        thinking.expected_cost("majority", 16).completion_tokens
+    assert share == pytest.approx(REGISTRY["deepconf"].token_share) and share < 1
 
 
 def test_unknown_names_are_input_errors():
@@ -104,9 +115,10 @@ def test_every_default_has_a_source():
         for name in planned_strategies():
             default = REGISTRY[name].curves[klass]
             assert len(default.source) > 30
-    rough = [d for name in planned_strategies() if name not in ("cot", "majority")
+    rough = [d for name in planned_strategies() if name not in ("cot", "majority", "deepconf")
              for d in REGISTRY[name].curves.values()]
     assert rough and all("rough" in d.source for d in rough)
+    assert all("as a floor" in d.source for d in REGISTRY["deepconf"].curves.values())
 
 
 def bin_accuracy(table: StrategyTable, strategy: str, bin_name: str, size: int) -> float:

@@ -81,6 +81,8 @@ class StrategyTable:
         for spec in REGISTRY.values():
             if not spec.planned or not spec.driven_by(rm.kind if rm else None):
                 continue
+            if spec.needs_thinking and pol.thinking is None:
+                continue
             default = spec.curves[klass]
             curve = default.curve
             if spec.needs_reward:

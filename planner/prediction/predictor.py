@@ -225,8 +225,7 @@ class DifficultyPredictor:
         except FileNotFoundError as exc:
             raise ModelFileError(f"{name}: no such model file") from exc
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-            raise ModelFileError(f"{name}: not a readable tts-planner model file (truncated or corrupt: "
-                                 f"{exc})") from exc
+            raise ModelFileError(_unreadable(path, exc)) from None
         header = _read_header(arrays, name)
         model = cls(features=FeatureConfig.from_dict(header["features"]), policy=header["metadata"].get("policy"),
                     **header["params"])
@@ -266,8 +265,24 @@ class DifficultyPredictor:
         except FileNotFoundError as exc:
             raise ModelFileError(f"{name}: no such model file") from exc
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-            raise ModelFileError(f"{name}: not a readable tts-planner model file ({exc})") from exc
+            raise ModelFileError(_unreadable(path, exc)) from None
         return header["metadata"]
+
+
+def _unreadable(path: str | os.PathLike, exc: Exception) -> str:
+    """Why a file is not a model file, in the user's terms: model files are .npz archives (zip), so anything
+    else (a model card, a text file) is named for what it is, never by the loader's internals."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as error:
+        return f"{path}: cannot read the model file ({error.strerror or error})"
+    if not head.startswith(b"PK"):
+        kind = "JSON (a model card? give the .npz model file beside it)" if head.lstrip()[:1] in (b"{", b"[") \
+            else "empty" if not head else "not a zip archive"
+        return (f"{path}: not a tts-planner model file: it is {kind}; model files are the .npz files "
+                "`tts-planner train` writes")
+    return f"{path}: not a readable tts-planner model file (truncated or corrupt: {type(exc).__name__})"
 
 
 def _normalize(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
-from sglang_plugin.cli.options import require_frontend, run_settings, server_options
+from planner.errors import InputError
+from planner.files import check_writable
+from sglang_plugin.cli.errors import resumable
+from sglang_plugin.cli.options import naming_option, require_frontend, run_settings, server_options
 
 
 def _integers(ctx, param, value: str) -> tuple[int, ...]:
@@ -55,18 +58,29 @@ def calibrate_command(input_path: Path, output: Path, runs_dir: Path | None, str
       tts-planner calibrate --endpoint URL --reward-endpoint URL2 --reward-model Qwen/Qwen2.5-Math-RM-72B \\
           --input dev.jsonl --sizes 1,2,4,8,16 -o calibration.json
     """
-    require_frontend()
-    from sglang_plugin.calibrate import CalibrateSettings, calibrate, describe_bins, format_fit
+    with resumable(str(output)):
+        require_frontend()
+        from sglang_plugin.calibrate import CalibrateSettings, calibrate, describe_bins, format_fit
 
-    run = run_settings(config_path, input=input_path, output=output, **options)
-    settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir, min_bin_problems=min_bin_problems)
-    settings.arms()  # bad strategies or sizes are refused before the first request
-    result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
+        run = run_settings(config_path, input=input_path, output=output, **options)
+        settings = CalibrateSettings(run, output, strategies, sizes, runs_dir=runs_dir,
+                                     min_bin_problems=min_bin_problems)
+        try:
+            settings.arms()  # bad strategies or sizes are refused before the first request
+        except InputError as exc:
+            raise naming_option(exc) from None
+        for path in (settings.output, settings.runs_folder):
+            check_writable(path)
+        if run.model is not None:
+            from planner.prediction.model_store import shared_model
+
+            shared_model(run.model)  # an unreadable model file too
+        result = calibrate(settings, echo=lambda text: click.echo(text, err=True))
     if result.skipped:
         click.echo(result.skipped.summary(), err=True)
     left_out = {name: n for name, n in result.measured.left_out.items() if n}
     if left_out:
-        click.echo("runs left out (failed): " + ", ".join(f"{k} {v}" for k, v in left_out.items())
+        click.echo("runs left out (failed or partial): " + ", ".join(f"{k} {v}" for k, v in left_out.items())
                    + "; --retry-failed runs them again", err=True)
     click.echo(f"wrote {settings.output} ({len(result.measured.points)} points; runs in {settings.runs_folder})")
     click.echo(describe_bins(result.measured.bins, min_bin_problems))

@@ -4,10 +4,12 @@
 - a run that stopped and can resume (a server down, failure after failure, no progress): the reason, the
   command that resumes it, exit 1;
 - Ctrl-C or SIGTERM: what is written, the command that resumes it, exit 130;
-- a file the command cannot write (read-only, full disk) and input nested too deeply to read: one line, exit 1.
+- a file the command cannot write (read-only, full disk) and input nested too deeply to read: one line, exit 1;
+- anything else is a bug: one line naming it, exit 1 (the traceback only with TTS_PLANNER_TRACEBACK=1).
 A run leaves solver threads behind when it stops early, so the process then ends with os._exit after flushing
 (every finished line is already written and synced). Secrets never reach a message: URL credentials, the
---api-key value and secret --reward-option values are masked.
+--api-key value (or TTS_PLANNER_API_KEY) and secret --reward-option values (each string of a JSON value too)
+are masked.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import shlex
 import signal
 import sys
+import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +26,11 @@ from contextlib import contextmanager
 import click
 
 from planner.errors import PlannerError, RunInterrupted, RunStopped
-from planner.redact import SECRET_KEYS, redact, redact_argv
+from planner.redact import redact, redact_argv, secret_values
 
 INTERRUPTED_EXIT = 130  # the shell's code for a job ended by SIGINT
 API_KEY_ENV = "TTS_PLANNER_API_KEY"
+TRACEBACK_ENV = "TTS_PLANNER_TRACEBACK"
 
 
 def resume_hint() -> str:
@@ -37,15 +41,7 @@ def resume_hint() -> str:
 
 def secrets() -> list[str]:
     """Secret values given on this command line or in the environment."""
-    found = [os.environ.get(API_KEY_ENV)]
-    args = sys.argv[1:]
-    for i, arg in enumerate(args):
-        flag, sep, value = arg.partition("=")
-        if flag == "--api-key":
-            found.append(value if sep else (args[i + 1] if i + 1 < len(args) else None))
-        elif sep and flag.strip().lower() in SECRET_KEYS:
-            found.append(value)
-    return [s for s in found if s]
+    return [s for s in [os.environ.get(API_KEY_ENV), *secret_values(sys.argv[1:])] if s]
 
 
 def _say(message: str) -> None:
@@ -63,6 +59,18 @@ def _interrupt(signum, frame) -> None:
 
 
 @contextmanager
+def resumable(output: str) -> Iterator[None]:
+    """Around a command that writes a resumable run to `output`: Ctrl-C before the run began (while the frontend
+    loads, while connecting) still says how to resume."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(None, 0, output) from exc
+
+
+@contextmanager
 def reported() -> Iterator[None]:
     """Run a command with SIGTERM acting as Ctrl-C, and turn whatever stops it into a message and an exit code."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -74,8 +82,11 @@ def reported() -> Iterator[None]:
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
     except RunInterrupted as exc:
-        _say(f"\ninterrupted: {exc.written} of {exc.total} problems are in {exc.output} (problems in flight were "
-             f"abandoned); nothing partial was written.\nresume with: {resume_hint()}")
+        if exc.written is None:
+            _say(f"\ninterrupted while starting: nothing was written to {exc.output}.\nresume with: {resume_hint()}")
+        else:
+            _say(f"\ninterrupted: {exc.written} of {exc.total} problems are in {exc.output} (problems in flight were "
+                 f"abandoned); nothing partial was written.\nresume with: {resume_hint()}")
         _exit_now(INTERRUPTED_EXIT)
     except KeyboardInterrupt:
         _say("\ninterrupted")
@@ -92,6 +103,12 @@ def reported() -> Iterator[None]:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         _say(f"Error: {where}{exc.strerror or exc}")
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line (secrets masked), the traceback only on request
+        if os.environ.get(TRACEBACK_ENV):
+            _say(traceback.format_exc().rstrip())
+        _say(f"Error: internal error ({type(exc).__name__}: {exc}); please report it with the command that caused "
+             f"it (set {TRACEBACK_ENV}=1 for the traceback)")
         sys.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous)

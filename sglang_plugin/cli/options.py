@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -67,17 +68,22 @@ def require_frontend() -> None:
 
 
 def key_value(ctx, param, values: tuple[str, ...]) -> dict:
-    """Repeated KEY=VALUE options as a dict; VALUE is JSON when it parses, else text."""
+    """Repeated KEY=VALUE options as a dict; VALUE is JSON when it parses (NaN and Infinity are not JSON
+    numbers: they stay text), else text."""
     options = {}
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
         try:
-            options[key] = json.loads(raw)
+            options[key] = json.loads(raw, parse_constant=_not_a_number)
         except (ValueError, RecursionError):
             options[key] = raw
     return options
+
+
+def _not_a_number(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def read_config_file(path: Path | None) -> dict:
@@ -120,6 +126,9 @@ def server_options(command: Callable) -> Callable:
         click.option("--policy-params", type=float, default=None, metavar="N",
                      help="The policy's parameter count (e.g. 7e9), for FLOPs and curves of a policy the planner "
                           "does not know."),
+        click.option("--thinking-end", default=None, metavar="TEXT",
+                     help="For a long-thinking policy the planner does not know: the text that ends its thinking "
+                          "(e.g. </think>); answers are read after it and samples get a 32k-token cap."),
         click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True,
                      help="Problems solved at once."),
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -155,5 +164,29 @@ def run_settings(config_path: Path | None, planner_options: dict | None = None, 
     where = str(config_path) if config_path else "--config"
     transport = section(TransportConfig, sections.pop("transport", {}), where, "transport")
     config = SolveConfig.from_dict(sections, where)
-    adaptive = AdaptiveConfig.from_options(planner_options or {})
-    return RunSettings(config=config, transport=transport, adaptive=adaptive, **options)
+    try:
+        adaptive = AdaptiveConfig.from_options(planner_options or {})
+        return RunSettings(config=config, transport=transport, adaptive=adaptive, **options)
+    except InputError as exc:
+        raise naming_option(exc) from None
+
+
+def naming_option(error: InputError) -> InputError:
+    """An error about a setting, naming the command-line option it came from (errors about a file are kept)."""
+    if error.path is not None or error.field is None:
+        return error
+    return InputError(f"{_option(error.field)}: {error.reason}")
+
+
+# Settings fields whose option has another name (the rest are --FIELD-NAME).
+_OPTIONS = {"input": "--input", "output": "--output", "reward_options": "--reward-option",
+            "config": "--config", "planner_options": "--planner-option"}
+
+
+def _option(field: str) -> str:
+    """The command-line option behind a settings field, for messages."""
+    from planner.adaptive import AdaptiveConfig
+
+    if field in {f.name for f in fields(AdaptiveConfig)}:
+        return f"--planner-option {field}"
+    return _OPTIONS.get(field, "--" + field.replace("_", "-"))

@@ -21,15 +21,15 @@ def parse_strategies(value: str | None) -> list[str] | None:
     return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
 
-def planned_policy(model: str | None, policy_name: str | None,
-                   policy_params: float | None) -> tuple[Policy, DifficultyPredictor, list[str]]:
+def planned_policy(model: str | None, policy_name: str | None, policy_params: float | None,
+                   thinking_end: str | None = None) -> tuple[Policy, DifficultyPredictor, list[str]]:
     """The policy to plan for, its predictor, and notes on what is borrowed.
 
     The policy is --policy, else the one the --model file was trained for; its size is --policy-params, else the
     registry's, else the one `train --policy-params` recorded in the file. Without --model, a policy's shipped
     predictor is used, or the default policy's (borrowed, and said so)."""
     from planner.planning.curves import size_class
-    from planner.policies import borrowed_note
+    from planner.policies import Thinking, borrowed_note
     from planner.policies import policy as find_policy
     from planner.prediction.model_store import predictor_for, resolve_model_path
     from planner.prediction.predictor import DifficultyPredictor
@@ -46,7 +46,8 @@ def planned_policy(model: str | None, policy_name: str | None,
         raise click.UsageError(f"the model {model} does not say which policy it predicts for; pass --policy NAME "
                                "(and --policy-params N for a policy tts-planner does not know)")
     same = predictor.policy is not None and name.strip().lower() == predictor.policy.strip().lower()
-    chosen = find_policy(name, policy_params if policy_params is not None else recorded if same else None)
+    chosen = find_policy(name, policy_params if policy_params is not None else recorded if same else None,
+                         Thinking(thinking_end) if thinking_end else None)
     notes = [note for note in [borrowed_note(chosen, size_class(chosen))] if note]
     if predictor.policy is None or predictor.policy.strip().lower() != chosen.name.lower():
         notes.append(f"predicting difficulty with {path.name}, trained for {predictor.policy or 'an unnamed policy'}"
@@ -107,6 +108,9 @@ def calibration_notes(table: StrategyTable, calibration: Calibration | None) -> 
 @click.option("--policy-params", type=float, default=None, metavar="N",
               help="The policy's parameter count (e.g. 7e9), for a policy tts-planner does not know (default: the "
                    "size recorded in the --model file by `tts-planner train --policy-params`).")
+@click.option("--thinking-end", default=None, metavar="TEXT",
+              help="The policy is a long-thinking one tts-planner does not know, and this text (e.g. </think>) ends "
+                   "its thinking: deepconf is planned for it.")
 @click.option("--reward-model", default=None, metavar="NAME",
               help="The reward model you serve beside the policy, e.g. Qwen/Qwen2.5-Math-PRM-7B, or none (default: "
                    "the one the --calibration file measured, else none, so only cot and majority voting are "
@@ -121,7 +125,8 @@ def calibration_notes(table: StrategyTable, calibration: Calibration | None) -> 
 @output_option
 @input_options
 def plan_command(input_path: Path, budget: float | None, budget_tokens: float | None, budget_flops: float | None,
-                 model: str | None, policy_name: str | None, policy_params: float | None, reward_model: str | None,
+                 model: str | None, policy_name: str | None, policy_params: float | None, thinking_end: str | None,
+                 reward_model: str | None,
                  calibration: Path | None, strategies: str | None, floor: float, cap: float | None,
                  output: Path | None, field: str | None, skip_bad: bool, max_chars: int) -> None:
     """Give each problem a strategy and size that spend the budget where it buys the most accuracy.
@@ -152,7 +157,7 @@ def plan_command(input_path: Path, budget: float | None, budget_tokens: float | 
     batch_budget = Budget(budget) if budget is not None else \
         Budget(budget_tokens, "tokens", total=True) if budget_tokens is not None else \
         Budget(budget_flops, "flops", total=True)
-    chosen, predictor, notes = planned_policy(model, policy_name, policy_params)
+    chosen, predictor, notes = planned_policy(model, policy_name, policy_params, thinking_end)
     measured = load_calibration(calibration) if calibration is not None else None
     served, more = served_reward_model(reward_model, measured, chosen)
     table = StrategyTable.default(chosen, served, measured)

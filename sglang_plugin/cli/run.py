@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sglang_plugin.cli.errors import resumable
 from sglang_plugin.cli.options import key_value, require_frontend, run_settings, server_options
 
 
@@ -37,10 +38,17 @@ from sglang_plugin.cli.options import key_value, require_frontend, run_settings,
               help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
                    "dvts, particle_filter) instead of the planner's choice; needs --size.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
+@click.option("--watchdog-seconds", type=float, default=1800.0, show_default=True, metavar="SECONDS",
+              help="Stop (resumably) when for this long no problem finished and no server answered a request; "
+                   "raise it when one generation can take longer.")
+@click.option("--server-wait", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for servers that stopped answering (a restart, a gateway losing a worker) "
+                   "before stopping the run resumably; 0 stops at once.")
 def run_command(input_path: Path, output: Path, outcomes: Path | None, config_path: Path | None, **options) -> None:
     """Solve a file of problems on an SGLang server: the planner gives each problem a strategy and budget
     (or --strategy/--size force one), many problems run at once, and each finished problem is written as one
-    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume.
+    line of OUTPUT. Ctrl-C or a crash loses nothing: run the same command again to resume. Exits 1 when every
+    problem failed.
 
     \b
     Examples:
@@ -48,13 +56,18 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
       tts-planner run --endpoint URL --reward-endpoint URL2 --input p.jsonl -o r.jsonl --budget 8
       tts-planner run --endpoint URL --input p.jsonl -o r.jsonl --strategy majority --size 8
     """
-    require_frontend()
-    from sglang_plugin.runs.batch import run_batch
-    from sglang_plugin.runs.summary import format_summary
+    with resumable(str(output)):
+        require_frontend()
+        from sglang_plugin.runs.batch import run_batch
+        from sglang_plugin.runs.summary import format_summary
 
-    settings = run_settings(config_path, input=input_path, output=output, outcomes=outcomes, **options)
-    report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
+        settings = run_settings(config_path, input=input_path, output=output, outcomes=outcomes, **options)
+        report = run_batch(settings, echo=lambda text: click.echo(text, err=True))
     if report.skipped:
         click.echo(report.skipped.summary(), err=True)
     click.echo(format_summary(report.summary))
     click.echo(f"results: {settings.output}\noutcome records: {settings.outcomes_path}", err=True)
+    total = report.summary.total
+    if total.problems and total.failed == total.problems:
+        raise click.ClickException(f"every problem failed ({total.failed}); the errors are in each line's `errors`. "
+                                   "Fix the cause and run the same command with --retry-failed")

@@ -15,7 +15,7 @@ from planner.difficulty import difficulty_bin
 from planner.errors import InputError
 from planner.planning.plan import priced_plan
 from planner.planning.table import StrategyTable, shared_table
-from planner.policies import DEFAULT_POLICY, Policy, RewardModel, described_reward_model, known_policy
+from planner.policies import DEFAULT_POLICY, Policy, RewardModel, Thinking, described_reward_model, known_policy
 from planner.policies import policy as find_policy
 from planner.policies import reward_model as find_reward_model
 from planner.prediction.model_store import predictor_for
@@ -36,6 +36,8 @@ class Planning:
         predictor, else the default policy's).
     policy, policy_params: the policy's name when the server's model path is not one the planner knows, and its
         size for a policy it does not know at all.
+    thinking_end: the policy is a long-thinking one and its thinking ends with this text (e.g. "</think>"; the
+        known long-thinking policies need none): its answers are read after it, its samples get a 32k cap.
     reward_model: the reward model's name when the scorer does not say it.
     pass_at_1: this problem's predicted pass@1 (skips the per-problem prediction).
     max_budget, target_confidence: adaptive only: a per-problem cap, and a confidence to stop at.
@@ -46,6 +48,7 @@ class Planning:
     predictor: DifficultyPredictor | str | None = None
     policy: str | None = None
     policy_params: float | None = None
+    thinking_end: str | None = None
     reward_model: str | None = None
     calibration: str | None = None
     pass_at_1: float | None = None
@@ -68,9 +71,11 @@ class Planning:
     def policy_of(self, served: str | None) -> Policy:
         """The policy planned for: the given one, else the served model if known, else the default policy
         (borrowed; the prediction names the served model beside it)."""
+        thinking = Thinking(self.thinking_end) if self.thinking_end else None
         if self.policy is not None:
-            return find_policy(self.policy, self.policy_params)
-        return known_policy(served) or find_policy(DEFAULT_POLICY)
+            return find_policy(self.policy, self.policy_params, thinking)
+        chosen = known_policy(served) or find_policy(DEFAULT_POLICY)
+        return replace(chosen, thinking=thinking) if thinking is not None else chosen
 
     def reward_model_of(self, scorer: Scorer | None) -> RewardModel | None:
         """The reward model behind the scorer: the given name, else the scorer's, else an unnamed one of the

@@ -93,11 +93,19 @@ class SolveResult:
     def failed_branches(self) -> list[Branch]:
         return [b for b in self.branches if b.failed]
 
+    @property
+    def thinking_tokens(self) -> int | None:
+        """Generated tokens the branches spent thinking (a long-thinking policy's; None for others): the rest of
+        cost.completion_tokens is their answers, the prefix-cache warm-up and any confidence probe."""
+        counted = [b.thinking_tokens for b in self.branches if b.thinking_tokens is not None]
+        return sum(counted) if counted else None
+
     def to_dict(self) -> dict:
         """JSON-ready (non-finite floats become None) for one JSONL line."""
         return _finite({
             "answer": self.answer, "strategy": self.strategy, "budget": self.budget, "size": self.size,
-            "chosen": self.chosen, "cost": self.cost.to_dict(), "errors": self.errors,
+            "chosen": self.chosen, "cost": self.cost.to_dict(), "thinking_tokens": self.thinking_tokens,
+            "errors": self.errors,
             "retries": self.retries, "votes": [v.to_dict() for v in self.votes],
             "branches": [b.to_dict() for b in self.branches], "trace": self.trace,
             "plan": to_json(self.plan) if self.plan else None,

@@ -19,7 +19,6 @@ scoring. Failed branches never count as answers.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
@@ -28,19 +27,18 @@ from itertools import zip_longest
 
 import sglang as sgl
 
-from planner.confidence import TraceConfidence, token_confidence
+from planner.confidence import TraceConfidence
 from planner.errors import InputError
 from planner.grading import Vote, boxed_spans, final_answer, shared_grader
 from planner.records import PlanRecord, Prediction
 from sglang_plugin.config import SolveConfig
 from sglang_plugin.programs.planning import Planning
 from sglang_plugin.programs.result import Branch, Selection, SolveResult
+from sglang_plugin.programs.traces import apportioned, generate_traces
 from sglang_plugin.scorers import Scorer
 from sglang_plugin.transport.endpoint import Endpoint
-from sglang_plugin.transport.engine import submit
 from sglang_plugin.transport.http import EndpointError
 from sglang_plugin.transport.ledger import CostLedger
-from sglang_plugin.transport.streams import StreamReader
 
 
 def aggregate(scores: Sequence[float | None], how: str) -> float | None:
@@ -158,44 +156,14 @@ class SearchRun:
 
     def stream_rollouts(self, branches: Sequence[Branch],
                         stop: Callable[[TraceConfidence], bool] | None = None) -> None:
-        """Run branches to the end, each as one streamed request with the top-k logprobs of every token, all in
-        flight at once; each trace's confidence (planner.confidence) is tracked as its tokens arrive, and a trace
-        for which `stop(confidence)` holds is cut there: its stream is closed and the request aborted, its tokens
-        so far paid for and counted, and it ends "stopped" without an answer."""
+        """Run branches to the end with their confidence (programs/traces.py), all in flight at once; a trace
+        for which `stop(confidence)` holds is cut there, its tokens so far paid for and counted, and it ends
+        "stopped" without an answer."""
         branches = [b for b in branches if not b.finished]
         if not branches:
             return
         self._warm_for(branches)
-        search = self.config.search
-        extra = {"return_logprob": True, "top_logprobs_num": search.confidence_top_k, "logprob_start_len": -1}
-        readers = [StreamReader(self.thinking_end) for _ in branches]
-        traces = [TraceConfidence(search.confidence_window) for _ in branches]
-
-        async def one(reader: StreamReader, trace: TraceConfidence, branch: Branch):
-            def on_event(event: dict) -> bool:
-                values = [token_confidence(top) for top in reader.feed(event)]
-                trace.add(v for v in values if v is not None)
-                return stop is None or not stop(trace)
-
-            payload = self.endpoint.payload(self.prompt + branch.text, self._sampling(branch, False), extra)
-            return await self.endpoint.astream(payload, self.ledger, on_event)
-
-        async def every():
-            return await asyncio.gather(*(one(r, t, b) for r, t, b in zip(readers, traces, branches)),
-                                        return_exceptions=True)
-
-        for branch, reader, trace, result in zip(branches, readers, traces, submit(every()).result()):
-            if isinstance(result, BaseException) and not isinstance(result, EndpointError):
-                raise result
-            branch.confidence, branch.thinking_tokens = trace.score, reader.thinking_tokens
-            if isinstance(result, EndpointError):
-                self.close(branch, error=f"{type(result).__name__}: {result}")
-            elif result[1]:
-                branch.steps.append(reader.text)
-                branch.tokens += reader.completion_tokens
-                self.close(branch, "stopped")
-            else:
-                self._collect(branch, reader.item(), step=False)
+        generate_traces(self, branches, stop)
         if stop is None:  # traces that survived a confidence cut are selected, not plain samples
             self._independent(branches)
 
@@ -244,26 +212,32 @@ class SearchRun:
         if not branches:
             return
         self._warm_for(branches)
-        payloads = [self.endpoint.payload(self.prompt + b.text, self._sampling(b, step), self.gen_options)
+        payloads = [self.endpoint.payload(self.prompt + b.text, self.sampling_for(b, step), self.gen_options)
                     for b in branches]
         for branch, result in zip(branches, self.endpoint.generate_all(payloads, self.ledger)):
             if isinstance(result, EndpointError):
                 self.close(branch, error=f"{type(result).__name__}: {result}")
             else:
-                self._collect(branch, result, step)
+                self.collect(branch, result, step)
 
-    def _sampling(self, branch: Branch, step: bool) -> dict:
+    def sampling_for(self, branch: Branch, step: bool = False, generated: int = 0) -> dict:
+        """The sampling parameters of a branch's next request (`generated`: tokens it already has beyond
+        branch.tokens)."""
         sampling, search = self.config.sampling, self.config.search
-        left = max(self.max_tokens - branch.tokens, 1)
+        left = max(self.max_tokens - branch.tokens - generated, 1)
         params = {"temperature": sampling.temperature, "top_p": sampling.top_p,
                   "max_new_tokens": min(search.max_step_tokens, left) if step else left}
         if step:
             params["stop"] = [search.step_delimiter]
         return params
 
-    def _collect(self, branch: Branch, item: dict, step: bool) -> None:
+    def collect(self, branch: Branch, item: dict, step: bool = False) -> None:
         """Add a generation to its branch (the trimmed delimiter restored) and decide whether the branch ends."""
         text, meta = item["text"], item["meta_info"]
+        if self.thinking_end is not None and branch.thinking_tokens is None:
+            thinking = apportioned(int(meta.get("completion_tokens", 0)), text, self.thinking_end)
+            if thinking is not None:
+                branch.thinking_tokens = branch.tokens + thinking
         kind, matched = _finish_reason(meta)
         delimiter = self.config.search.step_delimiter
         at_delimiter = step and kind == "stop" and matched == delimiter
@@ -383,6 +357,8 @@ class SearchRun:
         for branch in self.branches:
             if not branch.finished:
                 self.close(branch, "max_steps")
+            if self.thinking_end is not None and branch.thinking_tokens is None:
+                branch.thinking_tokens = branch.tokens  # its thinking never ended
         answer = chosen.answer if chosen is not None else None
         if chosen is not None:
             self.s += chosen.text

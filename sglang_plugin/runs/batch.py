@@ -1,11 +1,22 @@
-"""A batch run from settings to summary: connect to the servers, read the problems, predict their difficulty in
-one batch, open (or resume) the output, run, summarise. `tts-planner run`, each arm of `tts-planner calibrate`
-and `tts-planner demo` are thin layers over this module."""
+"""A batch run from settings to summary: check what can be checked, connect to the servers, read the problems,
+predict their difficulty in one batch, open (or resume) the output, run, summarise. `tts-planner run`, each arm
+of `tts-planner calibrate` and `tts-planner demo` are thin layers over this module.
+
+Start-up never waits long in silence: the policy server's first answer is awaited with one retry (a server that
+accepts connections but never answers is given up on after two control timeouts, 60 s by default), and a wait
+past two seconds is announced. A server that answers /health but not /get_model_info (the SGLang Model Gateway
+sends that request to one of its workers without trying another, so it fails while that worker is down) is
+waited for up to `server_wait` seconds. During the run the same distinction keeps a gateway that lost that
+worker from counting as down: generation still reaches the other workers.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,11 +24,13 @@ import numpy as np
 
 from planner.difficulty import difficulty_bin
 from planner.errors import PlannerError, RunInterrupted
+from planner.files import check_writable
 from planner.grading import shared_grader
 from planner.jsonl import SkipLog
 from planner.policies import known_policy
-from planner.prediction.model_store import predictor_for
+from planner.prediction.model_store import predictor_for, shared_model
 from planner.records import Prediction
+from planner.redact import redact_url
 from sglang_plugin.programs.planning import Planning
 from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem, read_run_problems
@@ -30,6 +43,9 @@ from sglang_plugin.solve import solve
 from sglang_plugin.transport.endpoint import Endpoint
 from sglang_plugin.transport.http import EndpointError, HttpClient, TransportConfig
 
+STARTUP_NOTICE = 2.0  # seconds of silence at start-up before saying what the run waits for
+GATEWAY_POLL = 2.0  # seconds between start-up checks of a server that answers /health only
+
 
 @dataclass
 class RunReport:
@@ -39,19 +55,72 @@ class RunReport:
     skipped: SkipLog | None
 
 
-def connect(settings: RunSettings) -> tuple[Endpoint, Scorer | None]:
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def connect(settings: RunSettings, echo: Callable[[str], object] = _stderr) -> tuple[Endpoint, Scorer | None]:
     """The policy endpoint and the scorer, both checked to answer, with a clear error when one does not."""
+    startup = replace(settings.transport, max_retries=min(settings.transport.max_retries, 1))
+    shown = redact_url(settings.endpoint)
+    _await_policy(settings, startup, echo)
     try:
         endpoint = Endpoint(settings.endpoint, api_key=settings.api_key, transport=settings.transport)
     except EndpointError as exc:
-        raise PlannerError(f"cannot reach the policy server at {settings.endpoint}: {exc}. Is it running? "
-                           "(Try `tts-planner demo` or `tts-planner sim-server` for a simulated one.)") from None
+        raise PlannerError(f"cannot reach the policy server at {shown}: {exc}") from None
     scorer = settings.make_scorer()
     if settings.reward_endpoint:
-        down = reachable(settings.reward_endpoint, settings.transport)
+        down = reachable(settings.reward_endpoint, startup)
         if down is not None:
-            raise PlannerError(f"cannot reach the reward server at {settings.reward_endpoint}: {down}")
+            raise PlannerError(f"cannot reach the reward server at {redact_url(settings.reward_endpoint)}: {down}")
     return endpoint, scorer
+
+
+def _await_policy(settings: RunSettings, startup: TransportConfig, echo: Callable[[str], object]) -> None:
+    """Return once the policy server answers GET /get_model_info; raise PlannerError saying why it does not."""
+    url, shown = settings.endpoint.rstrip("/"), redact_url(settings.endpoint)
+    client = HttpClient(startup, api_key=settings.api_key)
+    deadline = time.monotonic() + settings.server_wait
+    told = told_gateway = False
+    while True:
+        future = client.submit(client.arequest("GET", url + "/get_model_info", control=True))
+        try:
+            try:
+                future.result(timeout=STARTUP_NOTICE)
+            except FutureTimeout:
+                if not told:
+                    echo(f"waiting for the policy server at {shown} to answer GET /get_model_info (giving up after "
+                         f"{startup.control_timeout * (startup.max_retries + 1):g} s without an answer) ...")
+                    told = True
+                future.result()
+            return
+        except EndpointError as exc:
+            if exc.kind == "connection":
+                raise PlannerError(f"cannot reach the policy server at {shown}: {exc}. Is it running? (Try "
+                                   "`tts-planner demo` or `tts-planner sim-server` for a simulated one.)") from None
+            if exc.kind == "timeout":
+                raise PlannerError(f"the policy server at {shown} accepted the connection but did not answer GET "
+                                   f"/get_model_info ({exc}); it may be stuck or overloaded") from None
+            healthy = _answers(client, url + "/health")
+            if not healthy or time.monotonic() >= deadline:
+                hint = (" although it answers /health (behind the SGLang Model Gateway: the worker it asks for the "
+                        "model info is down; the gateway drops it after its health checks fail)" if healthy else "")
+                raise PlannerError(f"cannot reach the policy server at {shown}: {exc}{hint}") from None
+            if not told_gateway:
+                echo(f"the server at {shown} answers /health but not GET /get_model_info ({str(exc)[:200]}); behind "
+                     "the SGLang Model Gateway that is the worker it asks being down: waiting up to "
+                     f"{settings.server_wait:g} s for the gateway to drop it ...")
+                told_gateway = True
+            time.sleep(GATEWAY_POLL)
+
+
+def _answers(client: HttpClient, url: str) -> bool:
+    """Whether GET `url` is answered with a success."""
+    try:
+        client.request("GET", url, text=True, control=True)
+    except EndpointError:
+        return False
+    return True
 
 
 def reachable(url: str, transport: TransportConfig) -> str | None:
@@ -67,20 +136,27 @@ def reachable(url: str, transport: TransportConfig) -> str | None:
 
 
 def health_check(endpoint: Endpoint, reward_url: str | None, transport: TransportConfig) -> Callable[[], str | None]:
+    """None while the servers answer, else what is wrong. A policy server whose /get_model_info fails but whose
+    /health answers still counts as up (a gateway that lost the worker it asks for model info routes generation
+    to the others)."""
+    shown = redact_url(endpoint.base_url)
+
     def check() -> str | None:
         try:
             endpoint.client.get(endpoint.base_url + "/get_model_info")
         except EndpointError as exc:
-            return f"the policy server at {endpoint.base_url} stopped answering ({exc})"
+            if exc.kind not in ("http", "bad_response") or not _answers(endpoint.client, endpoint.base_url + "/health"):
+                return f"the policy server at {shown} stopped answering ({exc})"
         down = reachable(reward_url, transport) if reward_url else None
-        return None if down is None else f"the reward server at {reward_url} stopped answering ({down})"
+        return None if down is None else f"the reward server at {redact_url(reward_url)} stopped answering ({down})"
     return check
 
 
 def planning_for(settings: RunSettings) -> Planning:
     """The run's planning inputs (shared by every problem; each problem adds its batch prediction)."""
     return Planning(adaptive=settings.adaptive, predictor=settings.model, policy=settings.policy,
-                    policy_params=settings.policy_params, reward_model=settings.reward_model,
+                    policy_params=settings.policy_params, thinking_end=settings.thinking_end,
+                    reward_model=settings.reward_model,
                     calibration=None if settings.calibration is None else str(settings.calibration),
                     max_budget=settings.max_budget, target_confidence=settings.target_confidence)
 
@@ -114,14 +190,33 @@ class Solver:
             result.prediction = self.predictions[problem.problem_id]
         return Solved(result)
 
+    def pulse(self) -> int:
+        """Answers the policy server gave so far (the runner's watchdog sees progress in it)."""
+        return self.endpoint.totals.snapshot().requests
 
-def run_batch(settings: RunSettings, echo: Callable[[str], object] = print) -> RunReport:
-    """Run (or resume) a batch; raises PlannerError (ServerDown, TooManyFailures, bad input) or
+
+def batch_runner(settings: RunSettings, solver: Solver, files: RunFiles, grader, endpoint: Endpoint,
+                 served: str) -> BatchRunner:
+    """The runner of one output file under the run's settings (watchdog, server wait, secrets masked)."""
+    return BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
+                       health=health_check(endpoint, settings.reward_endpoint, settings.transport),
+                       max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
+                       answer_field=settings.answer_field, progress=settings.progress,
+                       watchdog=settings.watchdog_seconds, server_wait=settings.server_wait,
+                       secrets=settings.secrets)
+
+
+def run_batch(settings: RunSettings, echo: Callable[[str], object] = _stderr) -> RunReport:
+    """Run (or resume) a batch; raises PlannerError (ServerDown, TooManyFailures, Stalled, bad input) or
     KeyboardInterrupt, each leaving the output whole and resumable."""
     skip = SkipLog() if settings.skip_bad else None
     problems = read_run_problems(settings.input, settings.field, answer_field=settings.answer_field, skip=skip,
                                  max_chars=settings.max_chars)
-    endpoint, scorer = connect(settings)
+    for path in (settings.output, settings.outcomes_path):
+        check_writable(path)
+    if settings.model is not None:
+        shared_model(settings.model)  # a missing or unreadable model file is refused before the first request
+    endpoint, scorer = connect(settings, echo)
     served = endpoint.model_info["model_path"]
     planning = planning_for(settings)
     policy = planning.policy_of(served)
@@ -136,10 +231,7 @@ def run_batch(settings: RunSettings, echo: Callable[[str], object] = print) -> R
                   overwrite=settings.overwrite, retry_failed=settings.retry_failed) as files:
         for note in files.notes:
             echo(note)
-        runner = BatchRunner(solver, files, grader, policy=served, concurrency=settings.concurrency,
-                             health=health_check(endpoint, settings.reward_endpoint, settings.transport),
-                             max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
-                             answer_field=settings.answer_field, progress=settings.progress)
+        runner = batch_runner(settings, solver, files, grader, endpoint, served)
         try:
             session = runner.run(problems)
         except KeyboardInterrupt as exc:

@@ -9,7 +9,8 @@ problem is never redone or lost.
   (one fsync per problem cost more client CPU than the problem's requests on a fast server).
 - Outcome records (`OUTCOMES`): written before the problem's result line. A crash between the two leaves
   records of a problem that has no result line; resuming drops them (the problem is run again), so every
-  record belongs to exactly one result line.
+  record belongs to exactly one result line. Ctrl-C or SIGTERM never cuts between the two: a signal that
+  arrives while they are written is delivered once both are.
 - Manifest (`OUTPUT.run.json`): the input's sha256 and the settings that change results. Resuming into an
   output written from another input or with other settings is refused, naming what differs.
 - A lock (flock on OUTPUT) keeps a second run from writing the same output; the kernel drops it when the
@@ -21,12 +22,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from planner.errors import InputError, PlannerError
+from planner.errors import InputError, PlannerError, RunStopped
 from planner.files import atomic_path
 from planner.jsonl import dumps
 from planner.records import OutcomeRecord, ResultLine, Where
@@ -101,7 +105,7 @@ class RunFiles:
             return {}
         finished = self._resume_results()
         if retry_failed:
-            finished = self._drop_failed(finished)
+            finished = self._drop_unfinished(finished)
         self._resume_outcomes(set(finished))
         return finished
 
@@ -118,8 +122,12 @@ class RunFiles:
         return data if isinstance(data, dict) else {}
 
     def _write_manifest(self) -> None:
+        try:
+            text = json.dumps(self.identity, indent=2, sort_keys=True, allow_nan=False)
+        except ValueError as exc:  # settings are checked before; this keeps a NaN from ever blocking a resume
+            raise InputError(f"a setting is not a finite number ({exc})", path=str(self.manifest)) from None
         with atomic_path(self.manifest) as tmp:
-            tmp.write_text(json.dumps(self.identity, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            tmp.write_text(text + "\n", encoding="utf-8")
 
     def _resume_results(self) -> dict[str, ResultLine]:
         lines, good_end = _whole_lines(self._results, self.output)
@@ -137,17 +145,21 @@ class RunFiles:
             finished[line.problem_id] = line
         return finished
 
-    def _drop_failed(self, finished: dict[str, ResultLine]) -> dict[str, ResultLine]:
-        kept = {k: v for k, v in finished.items() if v.status != "failed"}
+    def _drop_unfinished(self, finished: dict[str, ResultLine]) -> dict[str, ResultLine]:
+        """--retry-failed: forget the failed and the partial lines (answered from fewer samples than planned), so
+        they run again; the results file is rewritten atomically with its permissions kept."""
+        kept = {k: v for k, v in finished.items() if v.status == "ok"}
         if len(kept) == len(finished):
             return finished
+        dropped = Counter(v.status for v in finished.values() if v.status != "ok")
         with atomic_path(self.output) as tmp:
             fd = os.open(tmp, os.O_RDWR | os.O_APPEND)
             fcntl.flock(fd, fcntl.LOCK_EX)  # locked before it replaces OUTPUT, so no other run slips in
             _write_all(fd, b"".join(_line(r.to_dict()) for r in kept.values()))
         os.close(self._results)
         self._results = fd
-        self.notes.append(f"will run the {len(finished) - len(kept)} failed problem(s) again")
+        self.notes.append(f"will run the {dropped['failed']} failed and {dropped['partial']} partial problem(s) "
+                          "again")
         return kept
 
     def _resume_outcomes(self, finished: set[str]) -> None:
@@ -172,13 +184,15 @@ class RunFiles:
     def append(self, result: ResultLine, outcomes: Iterable[OutcomeRecord] = ()) -> None:
         """Write one finished problem: its outcome records first, then its result line."""
         records = b"".join(_line(r.to_dict()) for r in outcomes)
+        line = _line(result.to_dict())
         try:
-            if records:
-                self._write(self._outcomes, records)
-            self._write(self._results, _line(result.to_dict()))
+            with _signals_held():
+                if records:
+                    self._write(self._outcomes, records)
+                self._write(self._results, line)
         except OSError as exc:
-            raise PlannerError(f"cannot write the results ({exc.strerror or exc}); nothing is lost: fix the cause "
-                               "and run the same command again to resume") from exc
+            raise RunStopped(f"cannot write the results to {self.output} ({exc.strerror or exc}); nothing is lost: "
+                             "fix the cause and run the same command again to resume") from None
         self.finished[result.problem_id] = result
 
     def _write(self, fd: int, data: bytes) -> None:
@@ -237,6 +251,32 @@ def audit(output: str | os.PathLike, outcomes: str | os.PathLike, expected: Iter
     return wrong
 
 
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive inside are handled when it ends (main thread only, where Python runs its
+    signal handlers), so a problem's outcome records and result line are written together or not at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler not set from Python, left alone
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            signum, frame = caught[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
 def _line(record: dict) -> bytes:
     return (dumps(record) + "\n").encode("utf-8")
 
@@ -266,9 +306,9 @@ def _whole_lines(fd: int, path: Path) -> tuple[list[tuple[int, dict]], int]:
             continue
         try:
             record = json.loads(raw)
-        except ValueError as exc:
-            raise InputError(f"unreadable line ({exc}); only a torn last line is repaired, so this file was damaged "
-                             "some other way", path=str(path), line=number) from exc
+        except (ValueError, RecursionError) as exc:
+            raise InputError(f"unreadable line ({str(exc) or type(exc).__name__}); only a torn last line is repaired, "
+                             "so this file was damaged some other way", path=str(path), line=number) from None
         if not isinstance(record, dict):
             raise InputError("not a JSON object", path=str(path), line=number)
         lines.append((number, record))

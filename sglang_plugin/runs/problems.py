@@ -38,7 +38,7 @@ def read_run_problems(path: str | os.PathLike, field: str | None = None, *, answ
             if problem_id in first_line:
                 raise InputError(f"repeats id '{problem_id}' of line {first_line[problem_id]}; resuming a run "
                                  "needs unique ids", path=name, line=line, field=_id_field(record))
-            reference = _reference_of(record, answer_field, name, line)
+            reference = _reference_of(record, answer_field, name, line, max_chars)
         except InputError as exc:
             if skip is None:
                 raise
@@ -69,7 +69,7 @@ def _id_of(record: dict, path: str, line: int) -> str:
     return text
 
 
-def _reference_of(record: dict, field: str, path: str, line: int) -> str | None:
+def _reference_of(record: dict, field: str, path: str, line: int, max_chars: int) -> str | None:
     if record.get(field) is None:
         return None
     value = record[field]
@@ -80,4 +80,7 @@ def _reference_of(record: dict, field: str, path: str, line: int) -> str | None:
     if not text:
         raise InputError("empty reference answer (leave the field out when there is none)", path=path, line=line,
                          field=field)
+    if len(text) > max_chars:  # every judging call reads it
+        raise InputError(f"reference has {len(text):,} characters, over the limit of {max_chars:,} (raise it with "
+                         "--max-chars)", path=path, line=line, field=field)
     return text

@@ -1,19 +1,27 @@
 """The batch runner: many problems at once against one SGLang server (or gateway), each finished problem
 written as it ends, so a run can be stopped or killed at any point and resumed.
 
-Problem-level policy (on top of the per-request retries of endpoint.py):
-- A problem none of whose branches finished (every request failed for good, or the solve raised) is run
-  once more after `retry_delay` seconds.
-- If it fails again, the servers are checked: when the policy server (or the reward server) does not
-  answer, the run stops with `ServerDown` and nothing is written for that problem, so resuming runs it
-  again. When they answer, the failure is the problem's own (e.g. a prompt the server refuses): its line
-  is written with status "failed" and the errors of both attempts.
+Problem-level policy (on top of the per-request retries of transport/http.py):
+- A problem every planned branch of which ended as a sample of the policy is written with status "ok".
+- When any branch failed (its requests gave up after their retries), the servers are checked at once:
+  - If the policy server (or the reward server) does not answer, the problem waits for them, checking every
+    `health_interval` seconds for up to `server_wait` seconds, then runs again from the start: a short
+    outage (a restarted server, a gateway's worker replaced) is ridden out without anyone resuming the run.
+    If they stay down (or one problem meets `MAX_OUTAGES` outages), the run stops with `ServerDown` and
+    nothing is written for the problem, so resuming runs it again.
+  - If they answer, the failure is the problem's own (e.g. a prompt the server refuses, a dropped
+    connection): the problem runs once more after `retry_delay` seconds. After the second attempt the
+    better of the two is written: status "partial" when it has samples but fewer than planned (answered from
+    the rest; `--retry-failed` runs it again), "failed" when no branch finished. Tokens of every attempt count.
 - Failed lines are held back until a later problem succeeds (proof the servers work). If
   `max_failures_in_a_row` problems fail in a row, the run stops with `TooManyFailures` and writes none
   of them: a server that answers health checks but fails every request gives one clear error, not a
   file of failures.
+- Watchdog: when for `watchdog` seconds no problem finished and no server answered a request (the solver's
+  `pulse()` did not move), the run stops with `Stalled`: a run never hangs, whatever the servers do.
 - On KeyboardInterrupt (Ctrl-C; the CLI maps SIGTERM to it too) no new problem starts and problems in
-  flight are abandoned: nothing partial is written, and resuming runs them again.
+  flight are abandoned: nothing partial is written (a signal that arrives while a problem's records are
+  written is held until they are all written), and resuming runs them again.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,19 +42,33 @@ from planner.grading import Grader
 from planner.records import OutcomeRecord, ResultLine
 from sglang_plugin.runs.files import RunFiles
 from sglang_plugin.runs.problems import RunProblem
-from sglang_plugin.runs.results import Solved, outcome_records, result_line
+from sglang_plugin.runs.results import Judge, Solved, outcome_records, result_line
+
+# Seconds without progress before a run stops: longer than one generation takes at the usual token caps (a
+# request without a byte fails by itself after the transport's read timeout); raise it for hour-long traces.
+DEFAULT_WATCHDOG = 1800.0
+DEFAULT_SERVER_WAIT = 60.0  # seconds a problem waits for servers that stopped answering
+MAX_OUTAGES = 3  # outages one problem rides out before the run stops
 
 
 class ServerDown(RunStopped):
-    """A server stopped answering during the run."""
+    """A server stopped answering during the run and did not come back."""
 
 
 class TooManyFailures(RunStopped):
     """Problem after problem failed although the servers answer."""
 
 
+class Stalled(RunStopped):
+    """Nothing progressed for the watchdog's time."""
+
+
 class Solver(Protocol):
     def __call__(self, problem: RunProblem) -> Solved: ...
+
+    def pulse(self) -> int:
+        """A count that grows with every answer a server gives (progress for the watchdog)."""
+        ...
 
 
 @dataclass
@@ -68,6 +90,7 @@ class Session:
 
     written: int = 0
     failed: int = 0
+    partial: int = 0
     started: float = field(default_factory=time.perf_counter)
     ended: float | None = None
 
@@ -80,54 +103,82 @@ class BatchRunner:
     """Runs `solver` on every problem not yet in `files`, `concurrency` at a time, writing each as it ends.
 
     `health()` returns None when the servers answer, else what is wrong; `policy` names the serving policy
-    in the outcome records.
+    in the outcome records; `secrets` are masked in every error written.
     """
 
     def __init__(self, solver: Solver, files: RunFiles, grader: Grader, *, policy: str, concurrency: int = 8,
                  health: Callable[[], str | None] = lambda: None, max_failures_in_a_row: int = 10,
-                 retry_delay: float = 2.0, answer_field: str = "answer", progress: bool = True) -> None:
+                 retry_delay: float = 2.0, answer_field: str = "answer", progress: bool = True,
+                 watchdog: float = DEFAULT_WATCHDOG, server_wait: float = DEFAULT_SERVER_WAIT,
+                 health_interval: float = 2.0, secrets: Sequence[str] = ()) -> None:
         if concurrency < 1 or max_failures_in_a_row < 1:
             raise ValueError("concurrency and max_failures_in_a_row must be at least 1")
+        if watchdog <= 0 or server_wait < 0 or health_interval <= 0:
+            raise ValueError("watchdog and health_interval must be positive, server_wait not negative")
         self.solver, self.files, self.grader, self.policy = solver, files, grader, policy
         self.concurrency, self.health = concurrency, health
         self.max_failures_in_a_row, self.retry_delay = max_failures_in_a_row, retry_delay
         self.answer_field, self.progress = answer_field, progress
+        self.watchdog, self.server_wait, self.health_interval = watchdog, server_wait, health_interval
+        self.secrets = tuple(secrets)
         self.session = Session()
         self._stop = threading.Event()
         self._held: list[_Finished] = []
+        self._waiting_lock = threading.Lock()
+        self._waiters = 0  # problems waiting for the servers to come back
 
     def run(self, problems: Sequence[RunProblem]) -> Session:
-        """Run what is left; returns the session, or raises ServerDown, TooManyFailures or KeyboardInterrupt
-        (after which the output holds every problem finished so far, and nothing partial)."""
+        """Run what is left; returns the session, or raises ServerDown, TooManyFailures, Stalled or
+        KeyboardInterrupt (after which the output holds every problem finished so far, and nothing partial)."""
         todo = [p for p in problems if p.problem_id not in self.files.finished]
         self.session, self._stop, self._held = Session(), threading.Event(), []
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc="solving", unit="problem",
                    file=sys.stderr, disable=None if self.progress else True, dynamic_ncols=True)
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="tts-run")
         pending: dict[Future, RunProblem] = {}
         queue = iter(todo)
+        pulse, moved = self.solver.pulse(), time.monotonic()
         try:
-            self._fill(pool, pending, queue)
+            self._fill(pending, queue)
             while pending:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     pending.pop(future)
                     self._record(future.result(), bar)
-                self._fill(pool, pending, queue)
+                now, beat = time.monotonic(), self.solver.pulse()
+                if done or beat != pulse:
+                    pulse, moved = beat, now
+                elif now - moved > self.watchdog:
+                    raise Stalled(f"no progress for {self.watchdog:g} s: no problem finished and no server answered "
+                                  "a request (a stalled server? give long generations a larger --watchdog-seconds); "
+                                  f"{self._so_far()}")
+                self._fill(pending, queue)
             self._flush_held(bar)
         finally:
             self._stop.set()
             self.session.ended = time.perf_counter()
-            pool.shutdown(wait=False, cancel_futures=True)
             bar.close()
         return self.session
 
-    def _fill(self, pool: ThreadPoolExecutor, pending: dict, queue) -> None:
+    def _fill(self, pending: dict, queue) -> None:
         while len(pending) < self.concurrency:
             problem = next(queue, None)
             if problem is None:
                 return
-            pending[pool.submit(self._attempt, problem)] = problem
+            pending[self._start(problem)] = problem
+
+    def _start(self, problem: RunProblem) -> Future:
+        """Solve a problem in a daemon thread of its own: a problem abandoned when the run stops never keeps
+        the process from exiting (a thread pool's threads are joined at exit)."""
+        future: Future = Future()
+
+        def work() -> None:
+            try:
+                future.set_result(self._attempt(problem))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name="tts-run-problem", daemon=True).start()
+        return future
 
     # -- main thread: the only writer -----------------------------------------------------------------
 
@@ -153,7 +204,8 @@ class BatchRunner:
     def _write(self, outcome: _Finished, bar: tqdm) -> None:
         self.files.append(outcome.line, outcome.outcomes)
         self.session.written += 1
-        self.session.failed += outcome.failed
+        self.session.failed += outcome.line.status == "failed"
+        self.session.partial += outcome.line.status == "partial"
         bar.update(1)
 
     def _so_far(self) -> str:
@@ -163,32 +215,70 @@ class BatchRunner:
     # -- worker threads ----------------------------------------------------------------------------------
 
     def _attempt(self, problem: RunProblem) -> _Finished | _Down | None:
-        """Solve with one retry; None when the run stopped first."""
+        """Solve under the module's policy; None when the run stopped first."""
         errors: list[str] = []
         cost = Cost()
-        solved: Solved | None = None
-        for attempt in (1, 2):
+        kept: Solved | None = None
+        tries = outages = 0
+        while True:
             if self._stop.is_set():
                 return None
             try:
-                solved = self.solver(problem)
+                solved: Solved | None = self.solver(problem)
             except Exception as exc:  # noqa: BLE001 - one problem's error must not end the other problems
                 solved, failure = None, f"{type(exc).__name__}: {exc}"
             else:
                 cost = cost + solved.result.cost
-                if not solved.failed:
+                if solved.complete:  # the attempt that ran as planned is the one written
+                    kept = solved
                     errors += solved.result.errors
                     break
-                failure = "; ".join(solved.result.errors) or "no branch finished"
-            errors.append(f"attempt {attempt} failed: {failure}")
-            if attempt == 1 and self._stop.wait(self.retry_delay):
-                return None
-        else:
+                kept = _better(kept, solved)
+                failure = solved.failure()
+            how = "failed" if solved is None or solved.failed else "was partial"
+            errors.append(f"attempt {tries + outages + 1} {how}: {failure}")
             down = self.health()
             if down is not None:
-                return _Down(down)
+                outages += 1
+                if outages > MAX_OUTAGES or not self._wait_for_servers(down):
+                    return None if self._stop.is_set() else _Down(down)
+                continue
+            tries += 1
+            if tries == 2:
+                break
+            if self._stop.wait(self.retry_delay):
+                return None
         if self._stop.is_set():
             return None
-        line = result_line(problem, solved, self.grader, errors=errors, cost=cost, answer_field=self.answer_field)
-        records = outcome_records(problem, solved, self.grader, self.policy)
+        judge = Judge(self.grader, problem.reference) if problem.reference is not None else None
+        if judge is not None and kept is not None:
+            judge(kept.result.answer)  # the answer first, while the judging time is fresh
+        records = outcome_records(problem, kept, judge, self.policy)  # before the line, which lists judge errors
+        line = result_line(problem, kept, judge, errors=errors, cost=cost, answer_field=self.answer_field,
+                           secrets=self.secrets)
         return _Finished(problem, line, records, line.status == "failed")
+
+    def _wait_for_servers(self, down: str) -> bool:
+        """Wait up to `server_wait` seconds for the servers to answer again; True when they do."""
+        if self.server_wait <= 0:
+            return False
+        with self._waiting_lock:
+            if not self._waiters:  # one notice per outage, not one per problem in flight
+                tqdm.write(f"{down}; waiting up to {self.server_wait:g} s for it to come back", file=sys.stderr)
+            self._waiters += 1
+        deadline = time.monotonic() + self.server_wait
+        try:
+            while not self._stop.wait(max(0.0, min(self.health_interval, deadline - time.monotonic()))):
+                if self.health() is None:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+            return False
+        finally:
+            with self._waiting_lock:
+                self._waiters -= 1
+
+
+def _better(kept: Solved | None, solved: Solved) -> Solved:
+    """Of two attempts that both lost branches, the one to write: more samples of the policy (later on a tie)."""
+    return solved if kept is None or solved.whole_samples >= kept.whole_samples else kept

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from planner.adaptive import AdaptiveConfig, check_budget, check_target
 from planner.errors import InputError
@@ -13,14 +14,14 @@ from planner.files import sha256_of
 from planner.jsonl import DEFAULT_MAX_CHARS
 from planner.planning.calibration import load_calibration
 from planner.policies import check_params
+from planner.redact import SECRET_KEYS
 from planner.strategies import strategy as find_strategy
 from sglang_plugin.config import SolveConfig
+from sglang_plugin.runs.runner import DEFAULT_SERVER_WAIT, DEFAULT_WATCHDOG
 from sglang_plugin.scorers.base import Scorer
 from sglang_plugin.scorers.kinds import SCORER_KINDS, make_scorer
 from sglang_plugin.transport.http import TransportConfig
 
-# Scorer options that are credentials: never written to the run's manifest or shown.
-SECRET_OPTIONS = frozenset({"api_key", "headers"})
 MAX_SIZE = 4096  # samples per problem: far beyond any useful budget, and still a bounded amount of work
 
 
@@ -46,6 +47,7 @@ class RunSettings:
     model: str | None = None  # difficulty predictor: policy name or model file
     policy: str | None = None  # the policy served, when the server's model path is not a name the planner knows
     policy_params: float | None = None
+    thinking_end: str | None = None  # a long-thinking policy the planner does not know: where its thinking ends
     concurrency: int = 8
     config: SolveConfig = field(default_factory=SolveConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
@@ -57,6 +59,8 @@ class RunSettings:
     retry_failed: bool = False
     max_failures_in_a_row: int = 10
     retry_delay: float = 2.0
+    watchdog_seconds: float = DEFAULT_WATCHDOG  # stop when nothing progressed for this long
+    server_wait: float = DEFAULT_SERVER_WAIT  # how long a problem waits for servers that stopped answering
     progress: bool = True
     api_key: str | None = None
 
@@ -86,15 +90,31 @@ class RunSettings:
         check_target(self.target_confidence)
         if self.policy_params is not None:
             check_params(self.policy_params, "policy_params")
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise InputError(f"must be at least 1, got {self.concurrency}", field="concurrency")
-        if not (isinstance(self.retry_delay, (int, float)) and math.isfinite(self.retry_delay) and self.retry_delay >= 0):
-            raise InputError(f"must be a non-negative number, got {self.retry_delay!r}", field="retry_delay")
+        if self.thinking_end is not None and (not isinstance(self.thinking_end, str) or not self.thinking_end.strip()):
+            raise InputError("must be the non-empty text that ends the policy's thinking, e.g. </think>",
+                             field="thinking_end")
+        for name in ("concurrency", "max_failures_in_a_row", "max_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"must be an integer of at least 1, got {value!r}", field=name)
+        for name in ("retry_delay", "server_wait", "watchdog_seconds"):
+            value, positive = getattr(self, name), name == "watchdog_seconds"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0 or (positive and value == 0):
+                raise InputError(f"must be a {'positive' if positive else 'non-negative'} number of seconds, got "
+                                 f"{value!r}", field=name)
+        for url, key, option in ((self.endpoint, self.api_key, "api_key"),
+                                 (self.reward_endpoint, self.reward_options.get("api_key"), "reward_options")):
+            if key and url and urlsplit(url).username is not None:
+                raise InputError("give the server's credentials in its URL (user:password@) or as a key, not both",
+                                 field=option)
         if self.calibration is not None:
             load_calibration(self.calibration)  # a bad file is refused before the first request
         self.make_scorer()  # bad scorer options too
         if self.input.resolve() in (self.output.resolve(), self.outcomes_path.resolve()):
             raise InputError("the output would overwrite the input; choose another --output", field="output")
+        if self.outcomes_path.resolve() == self.output.resolve():
+            raise InputError("the outcome records need a file of their own", field="outcomes")
 
     @property
     def scorer_kind(self) -> str:
@@ -116,6 +136,15 @@ class RunSettings:
         return scorer.reward_model if scorer is not None else None
 
     @property
+    def secrets(self) -> list[str]:
+        """The values never to show: the API key and secret scorer options (each header value too)."""
+        found = [self.api_key]
+        for key, value in self.reward_options.items():
+            if key.lower() in SECRET_KEYS:
+                found += [str(v) for v in value.values()] if isinstance(value, dict) else [str(value)]
+        return [s for s in found if s]
+
+    @property
     def outcomes_path(self) -> Path:
         return self.outcomes or self.output.with_name(self.output.name + ".outcomes.jsonl")
 
@@ -123,10 +152,11 @@ class RunSettings:
         """What decides a run's results: resuming an output needs the same."""
         forced = self.strategy is not None
         settings = {
-            "policy": policy_name, "field": self.field, "answer_field": self.answer_field,
+            "policy": policy_name, "thinking_end": self.thinking_end, "field": self.field,
+            "answer_field": self.answer_field,
             "strategy": self.strategy or "adaptive", "size": self.size, "scorer": self.scorer_kind,
             "reward_model": self.reward_model,
-            "reward_options": {k: v for k, v in self.reward_options.items() if k not in SECRET_OPTIONS},
+            "reward_options": {k: v for k, v in self.reward_options.items() if k.lower() not in SECRET_KEYS},
             "config": _without_workers(self.config.to_dict()),
         }
         if not forced:

@@ -17,20 +17,24 @@ from planner.records import ResultLine
 class Tally:
     problems: int = 0
     failed: int = 0
+    partial: int = 0  # answered from fewer samples than planned
     with_reference: int = 0
     correct: int = 0
     failed_branches: int = 0
     branches: int = 0
+    thinking_tokens: int = 0  # long-thinking policies: generated tokens spent thinking
     cost: Cost = field(default_factory=Cost)
 
     def add(self, line: ResultLine) -> None:
         self.problems += 1
         self.failed += line.status == "failed"
+        self.partial += line.status == "partial"
         if line.correct is not None:
             self.with_reference += 1
             self.correct += line.correct
         self.branches += line.branches
         self.failed_branches += line.failed_branches
+        self.thinking_tokens += line.thinking_tokens or 0
         self.cost = self.cost + line.cost
 
     @property
@@ -63,11 +67,13 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         total = self.total
-        return {"problems": total.problems, "failed": total.failed, "with_reference": total.with_reference,
+        return {"problems": total.problems, "failed": total.failed, "partial": total.partial,
+                "with_reference": total.with_reference,
                 "correct": total.correct, "accuracy": total.accuracy, "tokens_per_problem": total.tokens_per_problem,
                 "flops_per_problem": self.flops_per_problem(total), "cache_hit_share": total.cost.cache_hit_share,
                 "cost": total.cost.to_dict(), "strategies": dict(self.strategies), "stops": dict(self.stops),
                 "branches": total.branches, "failed_branches": total.failed_branches,
+                "thinking_tokens": total.thinking_tokens,
                 "adaptive_samples": self.adaptive_samples, "wall_time": self.wall_time,
                 "session_problems": self.session_problems}
 
@@ -97,11 +103,16 @@ def summarize(lines: Iterable[ResultLine], *, wall_time: float, session_problems
 def format_summary(summary: RunSummary) -> str:
     total = summary.total
     rate = summary.session_problems / summary.wall_time if summary.wall_time > 0 else 0.0
-    lines = [f"problems      {total.problems} written ({total.failed} failed); {summary.session_problems} in this "
-             f"session, {summary.wall_time:.1f} s wall time ({rate:.2f} problems/s)"]
+    lines = [(f"problems      {total.problems} written ({total.failed} failed, {total.partial} partial); "
+              f"{summary.session_problems} in this session, {summary.wall_time:.1f} s wall time "
+              f"({rate:.2f} problems/s)")]
     if total.failed_branches:
         lines.append(f"branches      {total.failed_branches} of {total.branches} failed (requests that gave up after "
-                     "their retries); their problems were answered from the rest")
+                     f"their retries); {total.partial} problem(s) were answered from fewer samples than planned "
+                     "(status partial)")
+    if total.failed or total.partial:
+        lines.append(f"redo          {total.failed} failed and {total.partial} partial problem(s): run the same "
+                     "command with --retry-failed")
     if total.with_reference:
         lines.append(f"accuracy      {total.accuracy:.3f} ({total.correct}/{total.with_reference} with a reference "
                      "answer; failed problems count as wrong)")
@@ -111,6 +122,9 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"tokens        {total.tokens_per_problem:,.0f} per problem (generated "
                  f"{cost.completion_tokens / per:,.0f}, uncached prompt {uncached / per:,.0f}, reward model "
                  f"{cost.reward_tokens / per:,.0f})")
+    if total.thinking_tokens:
+        lines.append(f"thinking      {total.thinking_tokens / per:,.0f} generated tokens per problem spent thinking, "
+                     f"{(cost.completion_tokens - total.thinking_tokens) / per:,.0f} answering")
     flops = summary.flops_per_problem(total)
     lines.append(f"FLOPs         {flops:.3g} per problem" if flops is not None
                  else "FLOPs         unknown (the policy's size is not known; give --policy-params)")

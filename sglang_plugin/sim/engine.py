@@ -37,6 +37,7 @@ DEFAULT_CONTEXT = 4096
 SGLANG_VERSION = "0.5.2"  # the protocol version the stand-in speaks (what /get_server_info's "version" says)
 FILLER = "\n\nThe solution above is complete."
 DRAW_MEMORY = 1_000_000
+UNFINISHED_MEMORY = 100_000
 MAX_RUNNING_REQUESTS = 4096
 _ALTERNATIVES = (" the", " a", ",", ".", " =", " $", "\n", "1", "2", " is", " of", " we", " and", " +", " to", "0")
 
@@ -144,6 +145,7 @@ class SimEngine:
         self.stats = Stats()
         self._profile_steps: int | None = None
         self._draws: OrderedDict[bytes, int] = OrderedDict()
+        self._unfinished: OrderedDict[bytes, tuple] = OrderedDict()  # thinking traces a client may continue
         self._lock = threading.Lock()
         self._alternatives = [self.tokenizer.encode(t)[0] for t in _ALTERNATIVES]
         self._filler = self.tokenizer.encode(FILLER)
@@ -186,7 +188,8 @@ class SimEngine:
         budget = sampling.max_new_tokens if sampling.max_new_tokens is not None else cfg.context_length - length - 1
         spans, levels = None, None
         if self.thinking is not None and budget > 0:
-            out_ids, out_texts, levels, plan = self._think(text, sampling, budget)
+            out_ids, out_texts, levels, trace = self._think(text, sampling, budget)
+            plan = trace[0]
             labels: list = []
         else:
             chunks: list[Chunk] = []
@@ -197,6 +200,8 @@ class SimEngine:
                 chunks = self.reasoner.continue_trajectory(spec, state, self._rng(text, sampling))
             out_ids, out_texts, labels = self._continuation(chunks, sampling, budget, req.return_logprob)
         count, reason, text_out = self._finish(out_ids, out_texts, sampling, budget)
+        if levels is not None:
+            self._remember(text, text_out, trace, count, reason)
 
         logprobs = None
         if req.return_logprob:
@@ -220,37 +225,62 @@ class SimEngine:
 
     def _think(self, text: str, sampling: Sampling, budget: int):
         """A long-thinking trace for this prompt: "<think>" (unless the prompt opened it), thinking, "</think>",
-        the answer and the end-of-sequence token; tokens past the budget are not built."""
+        the answer and the end-of-sequence token; tokens past the budget are not built. A prompt that ends with
+        an unfinished trace this server generated (a client continuing it in segments) continues that trace
+        where it stopped, as a model conditioned on its own text would."""
         model, tok = self.thinking, self.tokenizer
-        spec, _, _ = self.reasoner.locate(text)
-        rng = self._rng(text, sampling)
-        correct = rng.random() < spec.rate
-        if correct or not spec.wrong_answers:
-            answer = spec.answer or "0"
+        with self._lock:
+            known = self._unfinished.get(_text_key(text))
+        if known is not None:
+            plan, head, at = known
         else:
-            answer = rng.choices(spec.wrong_answers, weights=spec.wrong_weights)[0]
-        plan = model.plan(spec.key, spec.rate, correct, answer, rng)
-        opened = text.rstrip().endswith(think.THINK_OPEN)
-        ids = [] if opened else list(model.open_ids)
-        head = len(ids)
+            spec, _, _ = self.reasoner.locate(text)
+            rng = self._rng(text, sampling, sampling.draw_key)  # where the trace stops does not change it
+            correct = rng.random() < spec.rate
+            if correct or not spec.wrong_answers:
+                answer = spec.answer or "0"
+            else:
+                answer = rng.choices(spec.wrong_answers, weights=spec.wrong_weights)[0]
+            plan = model.plan(spec.key, spec.rate, correct, answer, rng)
+            head, at = (0 if text.rstrip().endswith(think.THINK_OPEN) else len(model.open_ids)), 0
+        ids = list(model.open_ids[:head])
         body_ids, body_texts = model.thinking_pieces(plan, plan.thinking_tokens)
         tail_ids, tail_texts = model.answer_pieces(plan)
         ids += body_ids + model.close_ids + tail_ids
         texts = [tok.token_text(i) for i in ids[:head]] + body_texts
         texts += [tok.token_text(i) for i in model.close_ids] + tail_texts
         natural = len(ids) + 1
-        if sampling.ignore_eos or natural < sampling.min_new_tokens:
-            more_ids, more_texts = model.thinking_pieces(plan, max(0, budget - len(ids)))
+        end = at + budget
+        if sampling.ignore_eos or natural < at + sampling.min_new_tokens:
+            more_ids, more_texts = model.thinking_pieces(plan, max(0, end - len(ids)))
             ids += more_ids
             texts += more_texts
         else:
             ids.append(tok.eos_token_id)
             texts.append(tok.token_text(tok.eos_token_id))
-        levels = model.levels(plan, head, natural, min(len(ids), budget))
-        return ids[:budget], texts[:budget], levels, plan
+        levels = model.levels(plan, head, natural, min(len(ids), end))
+        return ids[at:end], texts[at:end], levels[at:end], (plan, head, at)
 
-    def _rng(self, text: str, sampling: Sampling) -> random.Random:
-        key = hashlib.blake2b(f"{text}\x00{sampling.key}".encode("utf-8"), digest_size=16).digest()
+    def _remember(self, text: str, output: str, trace: tuple, count: int, reason: dict) -> None:
+        """Keep an unfinished trace (cut by its token budget or a stop string) so that a prompt ending with
+        it continues it."""
+        if reason.get("type") not in ("length", "stop") or isinstance(reason.get("matched"), int):
+            return
+        plan, head, at = trace
+        endings = [output]
+        if isinstance(reason.get("matched"), str) and not output.endswith(reason["matched"]):
+            endings.append(output + reason["matched"])  # a trimmed stop string the client puts back
+        with self._lock:
+            for ending in endings:
+                self._unfinished[_text_key(text + ending)] = (plan, head, at + count)
+            while len(self._unfinished) > UNFINISHED_MEMORY:
+                self._unfinished.popitem(last=False)
+
+    def _rng(self, text: str, sampling: Sampling, key: str | None = None) -> random.Random:
+        """The draw of a request: the same for the same text, parameters (`key`: by default all of them) and
+        seed, else the next for them."""
+        key = hashlib.blake2b(f"{text}\x00{sampling.key if key is None else key}".encode("utf-8"),
+                              digest_size=16).digest()
         if sampling.sampling_seed is not None:
             draw = f"seed{sampling.sampling_seed}"
         elif sampling.greedy:
@@ -685,6 +715,10 @@ def _ends(texts: list[str]) -> list[int]:
         pos += len(piece)
         out.append(pos)
     return out
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def _digest(text: str) -> str:

@@ -61,6 +61,7 @@ class Sampling:
     sampling_seed: int | None = None
     key: str = ""
     stream_interval: int | None = None
+    draw_key: str = ""  # the parameters a sampled token depends on (not where generation stops)
 
 
 @dataclass
@@ -222,9 +223,15 @@ def _sampling(params: dict) -> Sampling:
         except re.error as exc:
             raise rejected(f"invalid stop_regex {pattern!r}: {exc}") from None
     key = json.dumps({k: v for k, v in sorted(params.items()) if k not in ("n", "stream_interval")}, sort_keys=True)
+    draw_key = json.dumps({k: v for k, v in sorted(params.items()) if k not in _WHERE_IT_STOPS}, sort_keys=True)
     return Sampling(max_new, min_new, list(stop), list(stop_ids), list(stop_regex),
                     temperature < GREEDY_EPSILON or top_k == 1, bool(get("ignore_eos")), bool(get("no_stop_trim")),
-                    _or(get("skip_special_tokens"), True), get("sampling_seed"), key, get("stream_interval"))
+                    _or(get("skip_special_tokens"), True), get("sampling_seed"), key, get("stream_interval"), draw_key)
+
+
+# Sampling parameters that say where generation stops or how it is shown, not which tokens are drawn.
+_WHERE_IT_STOPS = frozenset({"n", "stream_interval", "max_new_tokens", "stop", "stop_token_ids", "stop_regex",
+                             "no_stop_trim", "skip_special_tokens", "spaces_between_special_tokens"})
 
 
 def _or(value: Any, default: Any) -> Any:

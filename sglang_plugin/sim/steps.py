@@ -86,10 +86,14 @@ def _in_math(toggles: list[int], text: str, position: int) -> bool:
     return depth_dollar or depth_other > 0
 
 
+# Integers longer than this are treated as text (Python refuses to convert over 4,300 digits by default).
+MAX_DIGITS = 1000
+
+
 def perturb_step(text: str, variant: int, salt: str) -> str:
     """A wrong version of a step: one number changed, else a relation flipped, else a false claim added."""
     rng = random.Random(f"{salt}/perturb/{variant}")
-    numbers = list(_INTEGER.finditer(text))
+    numbers = [m for m in _INTEGER.finditer(text) if len(m.group()) <= MAX_DIGITS]
     if numbers:
         match = numbers[rng.randrange(len(numbers))]
         value = int(match.group())
@@ -110,7 +114,8 @@ def wrong_answer_pool(answer: str, size: int, salt: str) -> list[str]:
     answer = answer.strip()
     choice = _CHOICE.match(answer)
     text = _TEXT_ANSWER.fullmatch(answer)
-    integers = [m for m in _INTEGER.finditer(answer) if not _decoration(answer, m.start())][:4]
+    integers = [m for m in _INTEGER.finditer(answer)
+                if not _decoration(answer, m.start()) and len(m.group()) <= MAX_DIGITS][:4]
     candidates = []
     if choice:
         candidates += [answer.replace(choice.group(2), c, 1) for c in "ABCDE" if c != choice.group(2)]
@@ -150,7 +155,7 @@ def _identity(answer: str) -> object:
     """What two answers must share to count as the same: the value of a plain number or fraction, else the
     text without spaces."""
     squashed = re.sub(r"\s+", "", answer)
-    match = _NUMBER.fullmatch(squashed)
+    match = _NUMBER.fullmatch(squashed) if len(squashed) <= MAX_DIGITS else None
     if match:
         sign, whole, numerator, denominator, top, bottom = match.groups()
         numerator, denominator = numerator or top, denominator or bottom

@@ -15,7 +15,9 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
+from planner.errors import InputError
 from planner.policies import known_policy
 from sglang_plugin.compat import BaseBackend, RuntimeEndpoint, chat_template, special_token_defaults
 from sglang_plugin.transport.http import EndpointError, HttpClient, TransportConfig
@@ -34,6 +36,9 @@ class Endpoint(RuntimeEndpoint):
     def __init__(self, base_url: str, api_key: str | None = None, verify: str | None = None,
                  chat_template_name: str | None = None, transport: TransportConfig | None = None) -> None:
         BaseBackend.__init__(self)
+        if api_key and urlsplit(base_url).password is not None:
+            raise InputError("give the server's credentials either in the URL (user:password@) or as api_key, not "
+                             "both", field="api_key")
         # Current servers have no /concate_and_append_request; join("concate_and_append") falls back to text.
         self.support_concate_and_append = False
         self.base_url = base_url.rstrip("/")
@@ -41,13 +46,28 @@ class Endpoint(RuntimeEndpoint):
         self.transport = transport or TransportConfig()
         self.client = HttpClient(self.transport, api_key=api_key, verify=verify)
         self.totals = CostLedger()
-        self.model_info = self.client.get(self.base_url + "/get_model_info")
+        self.model_info = self._model_info()
         if not isinstance(self.model_info, dict) or "model_path" not in self.model_info:
             raise EndpointError(f"{self.base_url}/get_model_info has no model_path: {self.model_info!r}"[:300],
                                 url=self.base_url + "/get_model_info", kind="bad_response", status=200)
         known = known_policy(self.model_info["model_path"])
         self.chat_template = chat_template(chat_template_name or (known.chat_template if known else None),
                                            self.model_info["model_path"])
+        self._incremental: bool | None = None
+
+    def _model_info(self) -> dict:
+        """GET /get_model_info; through a gateway whose worker that answers it is down (smg asks one worker
+        and does not try another), the served model's name from /v1/models, which any live worker answers."""
+        try:
+            return self.client.get(self.base_url + "/get_model_info")
+        except EndpointError as exc:
+            if exc.status is None or exc.status < 500:
+                raise
+            try:
+                models = self.client.get(self.base_url + "/v1/models")
+                return {"model_path": models["data"][0]["id"], "source": "/v1/models"}
+            except (EndpointError, KeyError, IndexError, TypeError):
+                raise exc from None
 
     # -- the programs' generation calls ---------------------------------------------------------------------
 
@@ -96,6 +116,26 @@ class Endpoint(RuntimeEndpoint):
         if last is not None:
             self._account(last, ledger)
         return last, stopped
+
+    async def incremental_streams(self, ledger: CostLedger | None) -> bool:
+        """Whether the server's streamed chunks carry only what is new (SGLang started with
+        --incremental-streaming-output) rather than everything so far (its default, in 0.5.2 and the current
+        release alike: output logprob arrays re-sent whole in every chunk, so streaming a long trace with
+        logprobs grows with the square of its length). Found once per endpoint by streaming two tokens with
+        their logprobs (counted in `ledger`); a server that cannot say is taken as cumulative."""
+        if self._incremental is None:
+            payload = self.payload("1+1=", {"max_new_tokens": 2, "temperature": 0.0, "ignore_eos": True,
+                                            "stream_interval": 1},
+                                   {"return_logprob": True, "top_logprobs_num": 1, "logprob_start_len": -1})
+            seen: list[dict] = []
+            try:
+                await self.astream(payload, ledger, lambda event: seen.append(event) or True)
+            except EndpointError:
+                seen = []
+            second = next((e for e in seen if (e.get("meta_info") or {}).get("completion_tokens") == 2), None)
+            tops = (second or {}).get("meta_info", {}).get("output_top_logprobs")
+            self._incremental = len(seen) >= 2 and isinstance(tops, list) and len(tops) == 1
+        return self._incremental
 
     async def abort(self, rid: str) -> bool:
         """Ask the server to stop a request; whether it took the request (a gateway without /abort_request

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_LOCK = threading.Lock()
@@ -160,6 +161,11 @@ class Session:
                         break
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise Failure(f"POST {url}: timeout error: the stream stalled", "timeout") from None
+        except LineTooLong:
+            raise Failure(f"POST {url}: a streamed chunk was too long to read: the server re-sends everything "
+                          "generated so far in every chunk (SGLang's default); stream with "
+                          "--incremental-streaming-output on the server, or generate in segments",
+                          "bad_response", 200, retriable=False) from None
         except aiohttp.ClientPayloadError as exc:
             if stopped:
                 return last, stopped

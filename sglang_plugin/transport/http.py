@@ -65,12 +65,13 @@ class TransportConfig:
 
 
 class EndpointError(PlannerError):
-    """A request that failed for good: `kind` is "http", "connection", "timeout" or "bad_response"."""
+    """A request that failed for good: `kind` is "http", "connection", "timeout" or "bad_response". Credentials
+    in a URL (user:password@) never reach its message or `url`."""
 
     def __init__(self, message: str, *, url: str, kind: str, status: int | None = None,
                  attempts: int = 1) -> None:
-        self.url, self.kind, self.status, self.attempts = url, kind, status, attempts
-        super().__init__(message)
+        self.url, self.kind, self.status, self.attempts = redact_url(url), kind, status, attempts
+        super().__init__(redact_url(message))
 
 
 class HttpClient:

@@ -1,0 +1,219 @@
+"""Long-thinking policies on the stand-in server's thinking profile: majority voting, DeepConf offline and online,
+and the adaptive solver with confidence evidence, at N = 8, 16 and 32 traces, on MATH-500 problems (each at the
+success rate Qwen2.5-Math-1.5B-Instruct measured on it) and on AIME 2024 + 2025 (at --aime-rate, an assumption:
+DeepSeek-R1-Distill-Qwen-7B's reported pass@1 is 55.5% on AIME 2024).
+
+Every arm runs on a fresh `tts-planner sim-server --thinking` process with the same seed, through the batch
+runner (`run_batch`, as `tts-planner run` does), so a problem's k-th trace is the same draw in every arm:
+- "sampled": DeepConf offline at 32 (every trace runs to its end with its confidence); majority@N and offline
+  DeepConf@N are computed from each problem's first N of those traces (the same distribution as a run of N);
+- online DeepConf at N (warm-up, early stop with abort, consensus stop), one run per N;
+- adaptive at budget B (probe, confidence evidence, stop), one run per B.
+Tokens are generated tokens per problem as the server reported them (aborted traces count what they generated
+before the abort). For every online run the server's own count of generated tokens is compared with the
+client's: aborted traces must really stop.
+
+    python benchmarks/thinking_deepconf.py [--math500 100] [--aime] [--budgets 4,8] [--seed 0]
+
+Prints one table per data set and the bars: online DeepConf within 1 point of majority@N with at most half its
+tokens; the cheapest adaptive arm at majority@32's accuracy (or better) with at most a quarter of its tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from plugin_support import RATE_FIELD, data_dir
+
+from planner.grading import reference_answer, shared_grader
+from planner.jsonl import read_jsonl
+from sglang_plugin import Endpoint, solve
+from sglang_plugin.config import SearchConfig, SolveConfig
+from sglang_plugin.runs.batch import run_batch
+from sglang_plugin.runs.settings import RunSettings
+
+SIZES = (8, 16, 32)
+OFFLINE = SearchConfig(deepconf_mode="offline")
+
+
+class ThinkingServer:
+    """`tts-planner sim-server --thinking` in a child process."""
+
+    def __init__(self, problems: Path, seed: int, default_rate: float) -> None:
+        import subprocess
+        import sys
+
+        self.command = [sys.executable, "-m", "sglang_plugin.cli", "sim-server", "--thinking", "--port", "0",
+                        "--problems", str(problems), "--rate-field", "pass_rate", "--seed", str(seed),
+                        "--default-rate", str(default_rate), "--stream-interval", "32"]
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if "ready at " not in line:
+            self.process.kill()
+            raise SystemExit(f"the stand-in server did not start: {line!r}")
+        self.url = line.split("ready at ")[1].split()[0]
+
+    def generated(self) -> int:
+        with urllib.request.urlopen(self.url + "/get_server_info", timeout=10) as response:
+            return json.loads(response.read())["internal_states"][0]["sim_stats"]["completion_tokens"]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def datasets(data: Path, math500: int, aime: bool, aime_rate: float, seed: int) -> dict[str, list[dict]]:
+    solutions = {r["problem"]: r for _, r in read_jsonl(data / "math500" / "test.jsonl")}
+    rows = [r for _, r in read_jsonl(data / "outcomes" / "math500_success_rates.jsonl")]
+    picked = sorted(random.Random(seed).sample(range(len(rows)), min(math500, len(rows))))
+    out = {"MATH-500": [{"problem_id": solutions[rows[i]["problem"]]["unique_id"], "problem": rows[i]["problem"],
+                         "answer": solutions[rows[i]["problem"]]["answer"], "pass_rate": rows[i][RATE_FIELD],
+                         "solution": solutions[rows[i]["problem"]]["solution"]} for i in picked]}
+    if aime:
+        out["AIME 2024+2025"] = [{"problem_id": f"{name}-{r['id']}", "problem": r["problem"], "answer": str(r["answer"]),
+                                  "pass_rate": aime_rate}
+                                 for name in ("aime24", "aime25") for _, r in read_jsonl(data / name / "test.jsonl")]
+    return out
+
+
+def run_arm(folder: Path, name: str, url: str, source: Path, **settings) -> list[dict]:
+    output = folder / f"{name}.jsonl"
+    run_batch(RunSettings(endpoint=url, input=source, output=output, progress=False, concurrency=8, **settings),
+              echo=lambda _: None)
+    return [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+
+
+def sample_all(url: str, problems: list[dict], n: int) -> dict[str, list]:
+    """Every problem's n traces run to their ends (DeepConf offline), each with its confidence: the branches."""
+    endpoint = Endpoint(url)
+    config = SolveConfig(search=OFFLINE)
+    with ThreadPoolExecutor(8) as pool:
+        results = pool.map(lambda p: solve(p["problem"], "deepconf", n, endpoint, config=config), problems)
+        return {p["problem_id"]: r.branches for p, r in zip(problems, results)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--math500", type=int, default=100, help="MATH-500 problems (a seeded sample)")
+    parser.add_argument("--aime", action="store_true", help="also AIME 2024 + 2025 (60 problems)")
+    parser.add_argument("--aime-rate", type=float, default=0.45)
+    parser.add_argument("--budgets", default="4,8", help="adaptive budgets (average traces per problem)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None)
+    args = parser.parse_args()
+    grader = shared_grader()
+    budgets = [int(b) for b in args.budgets.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for label, problems in datasets(data_dir(args.data), args.math500, args.aime, args.aime_rate, args.seed).items():
+            source = folder / f"{label[:4]}.jsonl"
+            source.write_text("".join(json.dumps(p) + "\n" for p in problems), encoding="utf-8")
+            rows, checks = measure(folder, label, source, problems, budgets, args, grader)
+            report(label, len(problems), rows, checks)
+
+
+def measure(folder: Path, label: str, source: Path, problems: list[dict], budgets: list[int], args, grader):
+    references = {p["problem_id"]: reference_answer(p["answer"]) for p in problems}
+    rows, checks = [], []
+
+    def serve():
+        return ThinkingServer(source, args.seed, args.aime_rate)
+
+    started = time.perf_counter()
+    server = serve()
+    try:
+        traces = sample_all(server.url, problems, max(SIZES))
+    finally:
+        server.close()
+    print(f"[{label}] sampled 32 traces per problem in {time.perf_counter() - started:.0f} s", flush=True)
+    for n in SIZES:
+        rows.append(subset_row(f"majority@{n}", n, traces, references, grader, weighted=False))
+        rows.append(subset_row(f"deepconf offline@{n}", n, traces, references, grader, weighted=True))
+    for n in SIZES:
+        server = serve()
+        try:
+            before = server.generated()
+            lines = run_arm(folder, f"{label[:4]}-online{n}", server.url, source, strategy="deepconf", size=n)
+            served = server.generated() - before
+        finally:
+            server.close()
+        row = line_row(f"deepconf online@{n}", lines)
+        checks.append((f"deepconf online@{n}", served, sum(line["cost"]["completion_tokens"] for line in lines)))
+        rows.append(row)
+        print(f"[{label}] online@{n} done", flush=True)
+    for budget in budgets:
+        server = serve()
+        try:
+            lines = run_arm(folder, f"{label[:4]}-adaptive{budget}", server.url, source, budget=budget)
+        finally:
+            server.close()
+        row = line_row(f"adaptive B={budget}", lines)
+        row["stops"] = Counter(line["plan"]["adaptive"]["stop_reason"] for line in lines)
+        rows.append(row)
+        print(f"[{label}] adaptive@{budget} done", flush=True)
+    return rows, checks
+
+
+def subset_row(name: str, n: int, traces: dict, references: dict, grader, *, weighted: bool) -> dict:
+    """Majority (or offline DeepConf: its most confident share, confidence-weighted) over each problem's first n
+    traces of the sampled run."""
+    from planner.confidence import kept
+
+    correct, tokens = [], []
+    for pid, branches in traces.items():
+        branches = sorted(branches, key=lambda b: b.id)[:n]
+        tokens.append(sum(b.tokens for b in branches))
+        answered = [b for b in branches if b.answer is not None and not b.failed]
+        if weighted:
+            answered = [answered[i] for i in kept([b.confidence for b in answered], OFFLINE.keep_share)]
+        votes = grader.vote([b.answer for b in answered],
+                            [b.confidence or 0.0 for b in answered] if weighted else None)
+        answer = votes[0].answer if votes else None
+        correct.append(grader.correct(references[pid], answer))
+    return {"arm": name, "accuracy": sum(correct) / len(correct), "tokens": sum(tokens) / len(tokens)}
+
+
+def line_row(name: str, lines: list[dict]) -> dict:
+    return {"arm": name, "accuracy": sum(bool(line.get("correct")) for line in lines) / len(lines),
+            "tokens": sum(line["cost"]["completion_tokens"] for line in lines) / len(lines)}
+
+
+def report(label: str, count: int, rows: list[dict], checks: list[tuple]) -> None:
+    by = {r["arm"]: r for r in rows}
+    print(f"\n{label}: {count} problems, thinking profile, generated tokens per problem")
+    print(f"{'arm':<26}{'accuracy':>9}{'tokens':>12}{'tokens / majority@32':>22}")
+    base = by["majority@32"]["tokens"]
+    for r in rows:
+        extra = f"  stops: {dict(r['stops'])}" if "stops" in r else ""
+        print(f"{r['arm']:<26}{r['accuracy']:>9.3f}{r['tokens']:>12,.0f}{r['tokens'] / base:>21.2f}x{extra}")
+    for n in SIZES:
+        majority, online = by[f"majority@{n}"], by[f"deepconf online@{n}"]
+        share = online["tokens"] / majority["tokens"]
+        held = online["accuracy"] >= majority["accuracy"] - 0.01
+        print(f"online deepconf@{n}: accuracy {online['accuracy'] - majority['accuracy']:+.3f} against majority@{n} "
+              f"with {share:.2f}x its tokens: {'met' if held and share <= 0.5 else 'NOT met'} (bar: within 0.01, <= 0.5x)")
+    adaptive = sorted((r for r in rows if r["arm"].startswith("adaptive")), key=lambda r: r["tokens"])
+    target = by["majority@32"]
+    reach = next((r for r in adaptive if r["accuracy"] >= target["accuracy"]), None)
+    if reach is None:
+        print(f"adaptive: no budget reached majority@32's accuracy ({target['accuracy']:.3f}): NOT met")
+    else:
+        share = reach["tokens"] / target["tokens"]
+        print(f"adaptive: {reach['arm']} reaches majority@32's accuracy ({reach['accuracy']:.3f} >= "
+              f"{target['accuracy']:.3f}) with {share:.2f}x its tokens: {'met' if share <= 0.25 else 'NOT met'} "
+              "(bar: <= 0.25x)")
+    for name, served, reported in checks:
+        print(f"{name}: the server generated {served:,} tokens, the client counted {reported:,}: "
+              f"{'equal' if served == reported else 'DIFFERENT'}")
+
+
+if __name__ == "__main__":
+    main()

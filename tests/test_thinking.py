@@ -1,0 +1,252 @@
+"""Long-thinking policies on the stand-in server's thinking profile, over real HTTP with the real sglang frontend:
+trace confidence as DeepConf defines it, both ways SGLang streams chunks, confidence traces streamed or in
+segments, online and offline DeepConf (cut traces aborted, every generated token counted by client and server
+alike), thinking and answer tokens apart, the adaptive solver taking confidence as evidence, and
+`tts-planner run --strategy deepconf` directly and through the SGLang Model Gateway."""
+
+import json
+import math
+
+import pytest
+from conftest import FAST, PROBLEMS, RECORDS, SAMPLE, cli, lines, needs_smg, sim_stats, write_problems
+
+from planner.belief.evidence import ConfidenceEvidence
+from planner.confidence import TraceConfidence, kept, percentile, stop_threshold, token_confidence
+from planner.errors import InputError
+from planner.grading import final_answer
+from sglang_plugin import Endpoint, solve
+from sglang_plugin.config import SearchConfig, SolveConfig
+from sglang_plugin.programs.traces import apportioned
+from sglang_plugin.sim.server import SimServer
+from sglang_plugin.sim.thinking import ThinkingParams
+from sglang_plugin.transport.streams import StreamReader
+
+SHORT = ThinkingParams(easy_median_tokens=600, hard_median_tokens=2400)  # traces of a few thousand tokens
+WINDOW = 256
+EASY = PROBLEMS[0].__class__("What is 6 times 7? Give the product.", "42", 1.0)
+PROMPT = "<｜User｜>What is 2+2?<｜Assistant｜><think>\n"
+
+
+def config(**search) -> SolveConfig:
+    return SolveConfig(search=SearchConfig(confidence_window=WINDOW, **search))
+
+
+@pytest.fixture(scope="module")
+def thinking():
+    with SimServer([*PROBLEMS, EASY], thinking=True, seed=4, thinking_params=SHORT) as server:
+        yield server
+
+
+# -- the confidence arithmetic --------------------------------------------------------------------------------
+
+def test_token_and_trace_confidence_follow_deepconf():
+    assert token_confidence([[-0.1, 5, "a"], [-2.0, 6, "b"]]) == pytest.approx(1.05)
+    assert token_confidence([[None, 5, "a"]]) is None
+    trace = TraceConfidence(window=3)
+    trace.add([1.0, 2.0])
+    assert not trace.full and trace.current is None and trace.score == pytest.approx(1.5)  # mean while short
+    assert not trace.fell_below(10.0)  # no whole window yet: nothing to stop on
+    trace.add([3.0, 0.0, 0.0, 6.0, 6.0, 6.0])
+    assert trace.full and trace.current == pytest.approx(6.0)
+    assert trace.score == pytest.approx(1.0)  # the lowest window mean, (3 + 0 + 0) / 3 ... then (0 + 0 + 6) / 3
+    assert trace.fell_below(1.5) and not trace.fell_below(0.5)  # a dip seen between two reads still counts
+    with pytest.raises(ValueError):
+        TraceConfidence(window=0)
+
+
+def test_thresholds_and_the_offline_filter():
+    scores = [float(v) for v in range(1, 9)]
+    assert percentile(scores, 0.5) == pytest.approx(4.5)
+    assert stop_threshold(scores, 0.1) == pytest.approx(percentile(scores, 0.9))  # DeepConf-low: 90th percentile
+    assert kept(scores, 0.9) == list(range(1, 8))  # 7 of 8 at 90%, the least confident dropped
+    assert kept(scores, 0.1) == [7]
+    assert kept([None, 2.0, None, 1.0], 0.5) == [1]
+    assert kept([None, None], 0.5) == []
+
+
+def test_confidence_evidence_favours_confident_traces():
+    evidence = ConfidenceEvidence.from_auroc(0.8)
+    ratios = evidence.log_ratios([17.0, 15.0, None, 16.0])
+    assert ratios[0] > ratios[3] > ratios[1] and ratios[2] == 0.0
+    assert ConfidenceEvidence.from_auroc(0.5).log_ratios([1.0, 2.0]) == [0.0, 0.0]
+    assert evidence.log_ratios([3.0]) == [0.0]  # one trace: nothing to compare with
+    with pytest.raises(InputError, match="confidence_auroc"):
+        ConfidenceEvidence.from_auroc(1.0)
+
+
+def test_answers_are_read_after_the_thinking():
+    end = "</think>"
+    assert final_answer("<think>\nmaybe \\boxed{3}? no.\n</think>\nSo $\\boxed{4}$.", end) == "4"
+    assert final_answer("<think>\nlet me think, the answer is 5 or", end) is None  # cut inside its thinking
+    assert final_answer("<think>\nit must be \\boxed{7} then, and", end) == "7"  # cut, but it boxed one
+    assert apportioned(100, "abcd</think>xxxxxxxxxxxxxxxxxxxxxxxx", end) == 33
+    assert apportioned(100, "no end here", end) is None
+
+
+# -- streams and segments ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_a_stream_reads_the_same_logprobs_in_either_chunk_format(incremental):
+    """SGLang 0.5.2 (and later releases by default) re-send every logprob so far in each chunk; servers started
+    with --incremental-streaming-output send only the new ones. The reader hands out each token once, and the
+    endpoint's probe tells the two apart."""
+    with SimServer(thinking=True, seed=2, thinking_params=SHORT, incremental_streaming_output=incremental) as server:
+        endpoint = Endpoint(server.url, transport=FAST)
+        options = {"return_logprob": True, "top_logprobs_num": 5, "logprob_start_len": -1}
+        sampling = {"max_new_tokens": 400, "sampling_seed": 9, "stream_interval": 16}
+        whole = endpoint.client.post(server.url + "/generate", endpoint.payload(PROMPT, sampling, options))
+        reader = StreamReader("</think>")
+        tops = []
+        last, stopped = endpoint.stream(endpoint.payload(PROMPT, sampling, options), None,
+                                        lambda event: tops.extend(reader.feed(event)) or True)
+        assert not stopped and reader.text == whole["text"]
+        assert tops == whole["meta_info"]["output_top_logprobs"] and len(tops) == 400
+        assert endpoint.client.submit(endpoint.incremental_streams(None)).result() is incremental
+
+
+def test_a_trace_in_segments_is_the_same_trace(thinking):
+    """A client continuing a trace in segments gets the trace it would have got in one request, with the same
+    per-token confidences, and the thinking's end is a segment boundary."""
+    endpoint = Endpoint(thinking.url, transport=FAST)
+    options = {"return_logprob": True, "top_logprobs_num": 3, "logprob_start_len": -1}
+    prompt = f"<｜User｜>{EASY.text}<｜Assistant｜><think>\n"
+    whole = endpoint.client.post(thinking.url + "/generate", endpoint.payload(
+        prompt, {"max_new_tokens": 20000, "sampling_seed": 3}, options))
+    text, tops = "", []
+    while True:
+        part = endpoint.client.post(thinking.url + "/generate", endpoint.payload(
+            prompt + text, {"max_new_tokens": 500, "sampling_seed": 3, "stop": ["</think>"], "no_stop_trim": True},
+            options))
+        text += part["text"]
+        tops += part["meta_info"]["output_top_logprobs"]
+        if part["meta_info"]["finish_reason"]["type"] != "length":
+            break
+    assert text.endswith("</think>") and whole["text"].startswith(text)
+    assert tops == whole["meta_info"]["output_top_logprobs"][:len(tops)]
+
+
+# -- DeepConf -----------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def paced():
+    """Tokens take time, as on a GPU: an abort arrives while the trace is still being generated."""
+    with SimServer([*PROBLEMS, EASY], thinking=True, seed=4, thinking_params=SHORT, token_delay_ms=0.05) as server:
+        yield server
+
+
+@pytest.mark.parametrize("transport", ["stream", "segments"])
+def test_online_deepconf_cuts_traces_and_counts_every_token(paced, transport):
+    endpoint = Endpoint(paced.url, transport=FAST)
+    before = sim_stats(paced)
+    result = solve(PROBLEMS[1].text, "deepconf", 16, endpoint,
+                   config=config(confidence_transport=transport, deepconf_consensus=0.999))
+    after = sim_stats(paced)
+    stopped = [b for b in result.branches if b.finish_reason == "stopped"]
+    assert result.size["mode"] == "online" and result.size["warmup"] == 2 and result.size["traces"] == len(result.branches)
+    assert stopped and result.size["stopped"] == len(stopped)
+    assert all(b.answer is None and b.tokens >= WINDOW for b in stopped)
+    voters = {i for vote in result.votes for i in vote.branches}
+    assert voters and not voters & {b.id for b in stopped}
+    assert result.answer is not None and result.chosen in voters
+    # the server generated exactly what the client counts: cut traces really stopped
+    assert after["completion_tokens"] - before["completion_tokens"] == result.cost.completion_tokens
+    if transport == "stream":
+        # aborted on the server, unless it had already generated the rest when the cut came
+        assert 0 < after["aborted_requests"] - before["aborted_requests"] <= len(stopped)
+    else:
+        assert after["aborted_requests"] == before["aborted_requests"]  # segments are simply not continued
+    for branch in result.branches:
+        assert branch.confidence is not None and 0 < branch.thinking_tokens <= branch.tokens
+        if branch.answer is not None:
+            assert branch.tokens - branch.thinking_tokens < 400  # the short answer after the thinking
+    assert result.thinking_tokens == sum(b.thinking_tokens for b in result.branches)
+
+
+def test_deepconf_stops_sampling_once_the_vote_is_settled(thinking):
+    result = solve(EASY.text, "deepconf", 32, Endpoint(thinking.url, transport=FAST), config=config())
+    assert result.answer == "42" and result.size["traces"] < 32
+    assert len(result.branches) == result.size["traces"]
+
+
+def test_offline_deepconf_votes_the_confident_share(thinking):
+    result = solve(PROBLEMS[2].text, "deepconf", 8, Endpoint(thinking.url, transport=FAST),
+                   config=config(deepconf_mode="offline"))
+    assert result.size == {"n": 8, "mode": "offline", "kept": 7}
+    assert all(b.finish_reason != "stopped" for b in result.branches) and len(result.branches) == 8
+    dropped = set(range(8)) - {i for vote in result.votes for i in vote.branches}
+    lowest = min(result.branches, key=lambda b: b.confidence)
+    assert lowest.answer is None or dropped == {lowest.id}
+    assert math.isclose(sum(v.score for v in result.votes),
+                        sum(b.confidence for b in result.branches if b.id not in dropped and b.answer is not None))
+
+
+def test_deepconf_settings_are_checked():
+    for bad in ({"deepconf_keep": 0.0}, {"deepconf_mode": "live"}, {"confidence_transport": "pigeon"},
+                {"confidence_segment_tokens": 0}, {"deepconf_warmup": 0}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            SearchConfig(**bad)
+    assert SearchConfig().keep_share == 0.1 and SearchConfig(deepconf_mode="offline").keep_share == 0.9
+
+
+# -- the adaptive solver ------------------------------------------------------------------------------------------
+
+def test_adaptive_takes_a_thinking_policys_confidence_as_evidence(thinking):
+    result = solve(PROBLEMS[3].text, "adaptive", 4, Endpoint(thinking.url, transport=FAST), config=config())
+    trace = result.plan.adaptive
+    assert result.answer is not None and trace.samples >= 2
+    drawn = [b for b in result.branches if b.id < trace.samples]
+    assert all(b.confidence is not None and b.thinking_tokens for b in drawn)
+    plain = solve(PROBLEMS[3].text, "majority", 2, Endpoint(thinking.url, transport=FAST), config=config())
+    assert all(b.confidence is None and b.thinking_tokens for b in plain.branches)  # apportioned, not streamed
+
+
+# -- the command line, directly and through the gateway ------------------------------------------------------------
+
+def _deepconf_run(url: str, tmp_path, count: int):
+    write_problems(tmp_path / "problems.jsonl", count)
+    settings = tmp_path / "search.json"
+    settings.write_text(json.dumps({"search": {"confidence_window": WINDOW}}), encoding="utf-8")
+    return cli("run", "--endpoint", url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+               str(tmp_path / "results.jsonl"), "--strategy", "deepconf", "--size", "16", "--config", str(settings))
+
+
+def test_run_with_deepconf_reports_thinking_and_answer_tokens(tmp_path):
+    with SimServer(SAMPLE, thinking=True, seed=6, thinking_params=SHORT) as server:
+        done = _deepconf_run(server.url, tmp_path, 4)
+        served = sim_stats(server)["completion_tokens"]
+    assert done.returncode == 0, done.stderr
+    written = lines(tmp_path / "results.jsonl")
+    assert len(written) == 4 and all(line["status"] == "ok" and line["strategy"] == "deepconf" for line in written)
+    assert all(0 < line["thinking_tokens"] < line["cost"]["completion_tokens"] for line in written)
+    assert sum(line["cost"]["completion_tokens"] for line in written) == served  # the stream probe's 2 included
+    assert "spent thinking" in done.stdout and "answering" in done.stdout
+
+
+@needs_smg
+def test_deepconf_through_the_gateway(gateway, tmp_path):
+    """smg has no /abort_request: a cut trace is stopped by closing its stream (or, on servers that re-send
+    every logprob in each chunk, by not sending its next segment)."""
+    front, _ = gateway(2, "round_robin", options=("--thinking",))
+    result = solve(RECORDS[0]["problem"], "deepconf", 16, Endpoint(front.url, transport=FAST), config=config())
+    assert result.answer is not None and result.size["traces"] >= 2
+    done = _deepconf_run(front.url, tmp_path, 3)
+    assert done.returncode == 0, done.stderr
+    assert [line["status"] for line in lines(tmp_path / "results.jsonl")] == ["ok"] * 3
+
+
+def test_a_long_thinking_policy_the_planner_does_not_know_is_described(tmp_path):
+    from sglang_plugin import Planning
+
+    with SimServer([*PROBLEMS], thinking=True, seed=3, thinking_params=SHORT, model_path="acme/reasoner") as server:
+        endpoint = Endpoint(server.url, transport=FAST)
+        described = Planning(policy="acme/reasoner", policy_params=7e9, thinking_end="</think>")
+        result = solve(PROBLEMS[0].text, "majority", 3, endpoint, config=config(), planning=described)
+        assert all(b.thinking_tokens for b in result.branches) and result.thinking_tokens
+        plain = solve(PROBLEMS[0].text, "majority", 3, endpoint, config=config(),
+                      planning=Planning(policy="acme/reasoner", policy_params=7e9))
+        assert plain.thinking_tokens is None
+    examples = SAMPLE.parent.parent.parent / "examples" / "problems.jsonl"
+    planned = cli("plan", str(examples), "--budget", "8", "--policy", "acme/reasoner", "--policy-params", "7e9",
+                  "--thinking-end", "</think>", "-o", str(tmp_path / "plans.jsonl"))
+    assert planned.returncode == 0, planned.stderr
+    assert "deepconf" in {line["plan"]["strategy"] for line in lines(tmp_path / "plans.jsonl")}
