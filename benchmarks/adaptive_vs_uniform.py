@@ -8,7 +8,7 @@ shared/data/replay, where the adaptive planner's default reward evidence was fit
 the real frontend (sglang_plugin.solve, OutcomeRewardScorer over /classify) on a fresh server started with
 the same seed, so each arm sees the same problems and the same sample draws (common random numbers). Costs
 are the servers' own reports (Cost.tokens: generated + uncached prompt + reward-model tokens, the probe
-included). An answer is right when sglang_plugin.answers' grouper finds it equivalent to MATH-500's reference.
+included). An answer is right when planner.grading's shared grader finds it equivalent to MATH-500's reference.
 
 Arms at each budget B (samples per problem): uniform weighted voting with B samples (best-of-B and
 majority-of-B are read off the same samples and scores: same cost, other selection), and adaptive with
