@@ -8,7 +8,7 @@ shared/data/replay, where the adaptive planner's default reward evidence was fit
 the real frontend (sglang_plugin.solve, OutcomeRewardScorer over /classify) on a fresh server started with
 the same seed, so each arm sees the same problems and the same sample draws (common random numbers). Costs
 are the servers' own reports (Cost.tokens: generated + uncached prompt + reward-model tokens, the probe
-included). An answer is right when sglang_plugin.answers' grouper finds it equivalent to MATH-500's reference.
+included). An answer is right when planner.grading's shared grader finds it equivalent to MATH-500's reference.
 
 Arms at each budget B (samples per problem): uniform weighted voting with B samples (best-of-B and
 majority-of-B are read off the same samples and scores: same cost, other selection), and adaptive with
@@ -53,10 +53,11 @@ def load_problems(data, count: int, seed: int) -> list[dict]:
     return rows
 
 
-def run_arm(data, args, problems, fn) -> tuple[list, float]:
-    """Solve every problem on a fresh server with the benchmark's seed; (results, seconds)."""
+def run_arm(data, args, problems, fn, server: tuple[str, ...] = ()) -> tuple[list, float]:
+    """Solve every problem on a fresh server with the benchmark's seed (and `server` options); (results,
+    seconds)."""
     started = time.perf_counter()
-    with SimProcess(data, "--seed", str(args.seed), "--reward-auroc", str(args.auroc)) as url:
+    with SimProcess(data, "--seed", str(args.seed), "--reward-auroc", str(args.auroc), *server) as url:
         endpoint = Endpoint(url)
         scorer = OutcomeRewardScorer(url)
         with ThreadPoolExecutor(args.threads) as pool:

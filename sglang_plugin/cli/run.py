@@ -41,7 +41,7 @@ log = logger(__name__)
                    "letting the planner weigh accuracy against cost.")
 @click.option("--planner-option", "planner_options", multiple=True, metavar="KEY=VALUE", callback=key_value,
               help="An adaptive setting, repeatable: probe_size, round_size, spread, settle_confidence, min_gain, "
-                   "selection, prior_strength, alpha, reward_evidence.")
+                   "pricing, selection, prior_strength, alpha, reward_evidence, confidence_auroc.")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A calibration file from `tts-planner calibrate`: the planner's curves measured on your stack.")
 @click.option("--strategy", default=None, metavar="NAME",
