@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from planner.extras import install_hint
-
 HIDE_SGLANG = "import sys; sys.modules['sglang'] = None; from sglang_plugin.cli.main import main; main()"
+
+
+def _hint_of_installed_copy(cwd: Path) -> str:
+    """The install hint of the copy a command imports (the installed package in CI, the checkout in development),
+    asked of a child process started like the command's."""
+    ask = "from planner.extras import install_hint; print(install_hint('client'))"
+    return subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, cwd=cwd, timeout=60,
+                          check=True).stdout.strip()
 
 
 @pytest.mark.parametrize("args", [
@@ -22,7 +28,9 @@ def test_missing_frontend_is_one_clear_error(args, tmp_path):
     result = subprocess.run([sys.executable, "-c", HIDE_SGLANG, *args], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 1
-    assert install_hint("client") in result.stderr and "missing: sglang" in result.stderr
+    hint = _hint_of_installed_copy(tmp_path)
+    assert hint.startswith('pip install "') and hint.endswith('[client]"')
+    assert hint in result.stderr and "missing: sglang" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
 
