@@ -4,7 +4,8 @@ success rate Qwen2.5-Math-1.5B-Instruct measured on it) and on AIME 2024 + 2025 
 DeepSeek-R1-Distill-Qwen-7B's reported pass@1 is 55.5% on AIME 2024).
 
 Every arm runs on a fresh `tts-planner sim-server --thinking` process with the same seed, through the batch
-runner (`run_batch`, as `tts-planner run` does), so a problem's k-th trace is the same draw in every arm:
+runner (`run_batch`, as `tts-planner run` does), so every arm draws a problem's traces from the same sequence
+(the k-th of its requests to arrive gets draw k; concurrent requests may swap draws):
 - "sampled": DeepConf offline at 32 (every trace runs to its end with its confidence); majority@N and offline
   DeepConf@N are computed from each problem's first N of those traces (the same distribution as a run of N);
 - online DeepConf at N (warm-up, early stop with abort, consensus stop), one run per N;
