@@ -106,7 +106,7 @@ class AdaptiveTrace:
     """What the adaptive program did for one problem."""
 
     chosen_by: str  # the rule that chose the answer: "posterior", a planned strategy's rule, or a search
-    budget: int  # samples per problem on average the run allowed
+    budget: int  # samples per problem on average the run allowed (a budget in tokens: as samples of this problem)
     samples: int  # independent samples drawn (probe and rounds); a search after them is not counted here
     probe_size: int
     probe_strategy: str  # the sampling rule of the probe and rounds (majority or weighted_vote)

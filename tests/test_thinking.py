@@ -10,11 +10,12 @@ import math
 import pytest
 from conftest import FAST, PROBLEMS, RECORDS, SAMPLE, cli, lines, needs_smg, sim_stats, write_problems
 
+from planner.adaptive import MAX_SAMPLES, budget_from_tokens
 from planner.belief.evidence import ConfidenceEvidence
 from planner.confidence import TraceConfidence, kept, percentile, stop_threshold, token_confidence
 from planner.errors import InputError
 from planner.grading import final_answer
-from sglang_plugin import Endpoint, solve
+from sglang_plugin import Endpoint, Planning, solve
 from sglang_plugin.config import SearchConfig, SolveConfig
 from sglang_plugin.programs.traces import apportioned
 from sglang_plugin.sim.server import SimServer
@@ -250,3 +251,41 @@ def test_a_long_thinking_policy_the_planner_does_not_know_is_described(tmp_path)
                   "--thinking-end", "</think>", "-o", str(tmp_path / "plans.jsonl"))
     assert planned.returncode == 0, planned.stderr
     assert "deepconf" in {line["plan"]["strategy"] for line in lines(tmp_path / "plans.jsonl")}
+
+
+# -- budgets in tokens ---------------------------------------------------------------------------------------------
+
+def test_a_budget_in_tokens_is_samples_of_each_problem_after_its_probe():
+    assert budget_from_tokens(40_000, 4_000) == 10
+    assert budget_from_tokens(1_000, 4_000) == 1  # never less than the probe
+    assert budget_from_tokens(1e12, 1.0) == MAX_SAMPLES
+    with pytest.raises(InputError, match="budget_tokens"):
+        Planning(budget_tokens=0)
+
+
+def test_run_with_a_budget_in_tokens(tmp_path):
+    write_problems(tmp_path / "problems.jsonl", 4)
+    budgets = {}
+    for tokens in (1500, 12000):  # a fresh server each, same seed: every probe is the same draw
+        with SimServer(SAMPLE, thinking=True, seed=6, thinking_params=SHORT) as server:
+            done = cli("run", "--endpoint", server.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+                       str(tmp_path / f"{tokens}.jsonl"), "--budget-tokens", str(tokens))
+        assert done.returncode == 0, done.stderr
+        traces = {line["problem_id"]: line["plan"]["adaptive"] for line in lines(tmp_path / f"{tokens}.jsonl")}
+        assert all(t["samples"] <= t["cap"] == math.ceil(2 * t["budget"]) for t in traces.values())
+        budgets[tokens] = {k: t["budget"] for k, t in traces.items()}
+    for problem, small in budgets[1500].items():  # round(1500 / u) and round(12000 / u) for the probe's u tokens
+        large = budgets[12000][problem]
+        assert large >= 4 * small and abs(large - 8 * small) <= 4.5, (small, large)
+    assert len(set(budgets[1500].values()) | set(budgets[12000].values())) > 2  # probes differ in length
+
+
+def test_a_budget_in_tokens_is_for_the_planner_alone(tmp_path):
+    write_problems(tmp_path / "problems.jsonl", 1)
+    common = ["run", "--endpoint", "http://127.0.0.1:9", "--input", str(tmp_path / "problems.jsonl"), "-o",
+              str(tmp_path / "out.jsonl"), "--budget-tokens", "1000"]
+    both = cli(*common, "--budget", "4")
+    assert both.returncode == 2 and "not both" in both.stderr
+    forced = cli(*common, "--strategy", "majority", "--size", "4")
+    assert forced.returncode == 1 and "--budget-tokens" in forced.stderr and "forced --strategy" in forced.stderr
+    assert not (tmp_path / "out.jsonl").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from planner.logs import logger, showing_progress
 from sglang_plugin.cli.errors import resumable
@@ -34,6 +35,10 @@ log = logger(__name__)
 @click.option("--budget", type=click.IntRange(min=1), default=8, show_default=True,
               help="Average samples per problem the planner may spend (one sample = one chain-of-thought solution; "
                    "it probes a few first, and settled problems stop there).")
+@click.option("--budget-tokens", type=float, default=None, metavar="T",
+              help="Average generated tokens per problem instead of --budget, for long-thinking policies: after its "
+                   "probe, each problem's budget is T over the probe's tokens, so problems whose traces run long get "
+                   "fewer of them.")
 @click.option("--max-budget", type=click.IntRange(min=1), default=None,
               help="Most samples the planner may spend on one problem (default: twice --budget).")
 @click.option("--target-confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
@@ -66,7 +71,11 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
       tts-planner run --endpoint http://127.0.0.1:30000 --input examples/problems.jsonl --output results.jsonl
       tts-planner run --endpoint URL --reward-endpoint URL2 --input examples/problems.jsonl -o orm.jsonl --budget 8
       tts-planner run --endpoint URL --input examples/problems.jsonl -o majority8.jsonl --strategy majority --size 8
+      tts-planner run --endpoint URL --input examples/problems.jsonl -o thinking.jsonl --budget-tokens 40000
     """
+    if options["budget_tokens"] is not None \
+            and click.get_current_context().get_parameter_source("budget") is not ParameterSource.DEFAULT:
+        raise click.UsageError("give --budget (samples per problem) or --budget-tokens (tokens per problem), not both")
     with resumable(str(output)):
         require_frontend()
         from sglang_plugin.runs.batch import run_batch

@@ -6,7 +6,8 @@ answers into the belief, measures what each action costs on this problem, and re
 `budget` is the samples to spend per problem on average; the per-problem cap is the adaptive config's spread
 times that (or the planning's max_budget), counted in samples' compute: a reward-model read of a sample counts
 at its price in policy samples (planner.adaptive), so scores never ride free. One unit is one plain sample of
-this problem, as the probe measured its tokens. Every sample paid for stays in the final choice, and the
+this problem, as the probe measured its tokens (so a budget in tokens, Planning.budget_tokens, is samples of
+this problem's average length so far, set again every round). Every sample paid for stays in the final choice, and the
 result's cost is everything the servers reported, probe included.
 """
 
@@ -189,12 +190,15 @@ def adaptive(run: SearchRun) -> Selection:
         best = belief.best_group()
         confidence = belief.confidence(best)
         unit = sampler.unit_tokens
+        budget = planning.budget_for(run.budget, unit)
+        if planning.budget_tokens is not None:  # in samples of this problem, as long as its samples have run
+            cap = config.cap(budget, planning.max_budget)
         prices = Prices(sampler.score_price() if can_score else None, _search_prices(table, searches, weight))
         room = cap - sampler.spent()
         choices = options(belief.state, belief.posterior, room, config.round_size, prices, table,
                           simulated(evidence) if can_score else None, simulated(by_confidence))
         failed = fresh is not None and all(b.failed for b in fresh)
-        reason, taken = decide(config, run.budget, choices, confidence, failed, belief.posterior, target)
+        reason, taken = decide(config, budget, choices, confidence, failed, belief.posterior, target)
         spent = run.ledger.snapshot().tokens
         rule = "weighted_vote" if sampler.scored_texts else "majority"
         if taken is None:  # stop here: expect what the belief says, at what was spent
@@ -227,7 +231,7 @@ def adaptive(run: SearchRun) -> Selection:
         size["search"] = taken.size
     first = rounds[0].plan  # the plan made on the probe's evidence
     trace = AdaptiveTrace(
-        chosen_by=chosen_by, budget=run.budget, samples=len(samples), probe_size=size["probe"], probe_strategy=rule,
+        chosen_by=chosen_by, budget=budget, samples=len(samples), probe_size=size["probe"], probe_strategy=rule,
         probe_tokens=probe_tokens, cap=cap, target_confidence=target, stop_confidence=stop_at,
         prior_pass_at_1=prediction.pass_at_1, prior_strength=config.prior_strength,
         posterior_pass_at_1=round(belief.posterior.mean, 4), posterior_difficulty=belief.posterior.difficulty,

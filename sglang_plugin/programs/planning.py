@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from planner.adaptive import AdaptiveConfig, check_budget, check_target
+from planner.adaptive import AdaptiveConfig, budget_from_tokens, check_budget, check_budget_tokens, check_target
 from planner.difficulty import difficulty_bin
 from planner.errors import InputError
 from planner.planning.plan import priced_plan
@@ -41,6 +41,8 @@ class Planning:
     reward_model: the reward model's name when the scorer does not say it.
     pass_at_1: this problem's predicted pass@1 (skips the per-problem prediction).
     max_budget, target_confidence: adaptive only: a per-problem cap, and a confidence to stop at.
+    budget_tokens: adaptive only: generated tokens to spend per problem on average, instead of the solve's budget
+        in samples (long-thinking policies): after the probe, the budget is this over its tokens per sample.
     """
 
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
@@ -54,9 +56,12 @@ class Planning:
     pass_at_1: float | None = None
     max_budget: int | None = None
     target_confidence: float | None = None
+    budget_tokens: float | None = None
 
     def __post_init__(self) -> None:
         check_target(self.target_confidence)
+        if self.budget_tokens is not None:
+            check_budget_tokens(self.budget_tokens)
         if self.max_budget is not None:
             check_budget(self.max_budget, "max_budget")
         if self.pass_at_1 is not None and (isinstance(self.pass_at_1, bool) or not isinstance(self.pass_at_1, (int, float))
@@ -65,6 +70,10 @@ class Planning:
 
     def for_problem(self, **values) -> Planning:
         return replace(self, **values)
+
+    def budget_for(self, budget: int, sample_tokens: float) -> int:
+        """The adaptive budget in samples of this problem: `budget`, or budget_tokens over one sample's tokens."""
+        return budget if self.budget_tokens is None else budget_from_tokens(self.budget_tokens, sample_tokens)
 
     # -- resolution against the servers ------------------------------------------------------------------
 

@@ -157,7 +157,8 @@ def planning_for(settings: RunSettings) -> Planning:
                     policy_params=settings.policy_params, thinking_end=settings.thinking_end,
                     reward_model=settings.reward_model,
                     calibration=None if settings.calibration is None else str(settings.calibration),
-                    max_budget=settings.max_budget, target_confidence=settings.target_confidence)
+                    max_budget=settings.max_budget, target_confidence=settings.target_confidence,
+                    budget_tokens=settings.budget_tokens)
 
 
 def predict_all(planning: Planning, served: str, problems: list[RunProblem]) -> tuple[dict[str, Prediction], Path]:

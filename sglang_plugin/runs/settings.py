@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from planner.adaptive import AdaptiveConfig, check_budget, check_target
+from planner.adaptive import MAX_SAMPLES, AdaptiveConfig, check_budget, check_budget_tokens, check_target
 from planner.errors import InputError
 from planner.files import sha256_of
 from planner.jsonl import DEFAULT_MAX_CHARS
@@ -22,8 +22,6 @@ from sglang_plugin.scorers.base import Scorer
 from sglang_plugin.scorers.kinds import SCORER_KINDS, make_scorer
 from sglang_plugin.transport.http import TransportConfig
 
-MAX_SIZE = 4096  # samples per problem: far beyond any useful budget, and still a bounded amount of work
-
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -34,6 +32,7 @@ class RunSettings:
     output: Path
     outcomes: Path | None = None  # default: OUTPUT.outcomes.jsonl
     budget: int = 8  # adaptive: average samples per problem
+    budget_tokens: float | None = None  # adaptive: average generated tokens per problem instead (thinking policies)
     strategy: str | None = None  # forced strategy (with `size`); None: the planner decides
     size: int | None = None
     max_budget: int | None = None  # adaptive: per-problem cap (default: the planner's spread x budget)
@@ -71,22 +70,25 @@ class RunSettings:
         if self.strategy is not None:
             spec = find_strategy(self.strategy)
             check_budget(self.size, "size")
-            if self.size > MAX_SIZE:
-                raise InputError(f"at most {MAX_SIZE} samples per problem, got {self.size}", field="size")
+            if self.size > MAX_SAMPLES:
+                raise InputError(f"at most {MAX_SAMPLES} samples per problem, got {self.size}", field="size")
             if spec.needs_reward and self.scorer_kind == "none":
                 raise InputError(f"{self.strategy} ranks branches with a reward model: give --reward-endpoint "
                                  "(and --scorer)", field="scorer")
-            if (self.max_budget, self.target_confidence, self.calibration) != (None, None, None) \
+            if (self.max_budget, self.target_confidence, self.calibration, self.budget_tokens) != (None,) * 4 \
                     or self.adaptive != AdaptiveConfig():
-                raise InputError("--max-budget, --target-confidence, --planner-option and --calibration are for the "
-                                 "planner; a forced --strategy does not use them", field="strategy")
+                raise InputError("--max-budget, --budget-tokens, --target-confidence, --planner-option and "
+                                 "--calibration are for the planner; a forced --strategy does not use them",
+                                 field="strategy")
         if self.scorer_kind not in SCORER_KINDS:
             raise InputError(f"unknown scorer '{self.scorer}'; known: {', '.join(SCORER_KINDS)}", field="scorer")
         check_budget(self.budget, "budget")
+        if self.budget_tokens is not None:
+            check_budget_tokens(self.budget_tokens)
         for name in ("budget", "max_budget"):
             value = getattr(self, name)
-            if value is not None and check_budget(value, name) > MAX_SIZE:
-                raise InputError(f"at most {MAX_SIZE} samples per problem, got {value}", field=name)
+            if value is not None and check_budget(value, name) > MAX_SAMPLES:
+                raise InputError(f"at most {MAX_SAMPLES} samples per problem, got {value}", field=name)
         check_target(self.target_confidence)
         if self.policy_params is not None:
             check_params(self.policy_params, "policy_params")
@@ -164,6 +166,8 @@ class RunSettings:
                             adaptive=self.adaptive.to_dict(),
                             predictor=None if predictor is None else sha256_of(predictor),
                             calibration=None if self.calibration is None else sha256_of(self.calibration))
+            if self.budget_tokens is not None:  # only when given, so runs from before it still resume
+                settings["budget_tokens"] = self.budget_tokens
         return {"input_sha256": sha256_of(self.input), "settings": settings}
 
 
