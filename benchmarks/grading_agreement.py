@@ -5,11 +5,12 @@ documented cases). (Version 1's matcher, since removed, agreed on 71.9% of 370 s
 A false merge is a pair labelled different that was judged the same; a false split the reverse. For the new
 grader, false merges made by a cheap path (no math-verify call) are counted apart: there must be none.
 
-Run: .venv/bin/python benchmarks/grading_agreement.py
+Run: .venv/bin/python benchmarks/grading_agreement.py [--list]   (--list prints every disagreement, shortened)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -30,8 +31,9 @@ def score(pairs: list[dict], judge) -> dict:
     verdicts = [judge(p["gold"], p["pred"]) for p in pairs]
     merges = sum(v and not p["same"] for v, p in zip(verdicts, pairs))
     splits = sum(p["same"] and not v for v, p in zip(verdicts, pairs))
+    wrong = [p for v, p in zip(verdicts, pairs) if v != p["same"]]
     return {"agree": len(pairs) - merges - splits, "pairs": len(pairs), "false merges": merges,
-            "false splits": splits, "seconds": time.monotonic() - start}
+            "false splits": splits, "seconds": time.monotonic() - start, "disagreements": wrong}
 
 
 def cheap_merges(pairs: list[dict]) -> int:
@@ -46,7 +48,16 @@ def line(name: str, result: dict) -> str:
             f"{result['seconds']:.1f} s")
 
 
+def shortened(text: str, keep: int = 60) -> str:
+    """A long response's start and end (where its answer is), on one line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 2 * keep else f"{flat[:keep]} ... {flat[-keep:]}"
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print every disagreement with the labels")
+    args = parser.parse_args()
     grader = Grader()
     for name, path in SUITES.items():
         if not path.exists():
@@ -56,6 +67,12 @@ def main() -> None:
         new = score(pairs, lambda gold, pred: grader.correct(reference_answer(gold), extract_answer(pred)))
         print(f"{name} ({path.name}):")
         print(line("grader", new) + f"; false merges from a cheap path: {cheap_merges(pairs)}")
+        if args.list:
+            for pair in new["disagreements"]:
+                kind = "false split" if pair["same"] else "false merge"
+                extracted = extract_answer(pair["pred"])
+                print(f"    {kind}: gold {shortened(pair['gold'])!r} | pred {shortened(pair['pred'])!r} "
+                      f"(read as {extracted!r})")
     grader.close()
 
 
