@@ -160,15 +160,15 @@ class AdaptiveConfig:
 MAX_SAMPLES = 4096  # samples per problem: far beyond any useful budget, and still a bounded amount of work
 
 
-def check_budget_tokens(value: object, name: str = "budget_tokens") -> float:
+def check_budget_tokens(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
-        raise InputError(f"must be a number of tokens of at least 1, got {value!r}", field=name)
+        raise InputError(f"must be a number of tokens of at least 1, got {value!r}", field="budget_tokens")
     return float(value)
 
 
 def budget_from_tokens(budget_tokens: float, sample_tokens: float) -> int:
-    """A budget in generated tokens as samples of this problem: the tokens over what one sample generated on it
-    (the probe's), at least one and at most MAX_SAMPLES. Long-thinking policies are budgeted this way, so a
+    """A budget in generated tokens as samples of this problem: the tokens over what one of its samples generated
+    on average so far, at least one and at most MAX_SAMPLES. Long-thinking policies are budgeted this way, so a
     problem whose traces run long gets fewer of them."""
     return int(min(max(1, round(budget_tokens / max(sample_tokens, 1.0))), MAX_SAMPLES))
 

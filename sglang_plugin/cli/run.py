@@ -36,9 +36,9 @@ log = logger(__name__)
               help="Average samples per problem the planner may spend (one sample = one chain-of-thought solution; "
                    "it probes a few first, and settled problems stop there).")
 @click.option("--budget-tokens", type=float, default=None, metavar="T",
-              help="Average generated tokens per problem instead of --budget, for long-thinking policies: after its "
-                   "probe, each problem's budget is T over the probe's tokens, so problems whose traces run long get "
-                   "fewer of them.")
+              help="Average generated tokens per problem instead of --budget, for long-thinking policies: each "
+                   "problem's budget is T over its samples' average length so far (the probe's, then every round's), "
+                   "so problems whose traces run long get fewer of them.")
 @click.option("--max-budget", type=click.IntRange(min=1), default=None,
               help="Most samples the planner may spend on one problem (default: twice --budget).")
 @click.option("--target-confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,

@@ -6,9 +6,9 @@ answers into the belief, measures what each action costs on this problem, and re
 `budget` is the samples to spend per problem on average; the per-problem cap is the adaptive config's spread
 times that (or the planning's max_budget), counted in samples' compute: a reward-model read of a sample counts
 at its price in policy samples (planner.adaptive), so scores never ride free. One unit is one plain sample of
-this problem, as the probe measured its tokens (so a budget in tokens, Planning.budget_tokens, is samples of
-this problem's average length so far, set again every round). Every sample paid for stays in the final choice, and the
-result's cost is everything the servers reported, probe included.
+this problem, as the probe measured its tokens (a budget in tokens, Planning.budget_tokens, is set again every
+round in samples of this problem's average length so far). Every sample paid for stays in the final choice, and
+the result's cost is everything the servers reported, probe included.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Planning:
     pass_at_1: this problem's predicted pass@1 (skips the per-problem prediction).
     max_budget, target_confidence: adaptive only: a per-problem cap, and a confidence to stop at.
     budget_tokens: adaptive only: generated tokens to spend per problem on average, instead of the solve's budget
-        in samples (long-thinking policies): after the probe, the budget is this over its tokens per sample.
+        in samples (long-thinking policies): each round, the budget is this over the samples' average length.
     """
 
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
