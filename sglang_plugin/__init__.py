@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "solve": "sglang_plugin.solve",
+    "solve": "sglang_plugin.solving",
     "run_strategy": "sglang_plugin.programs",
     "program_for": "sglang_plugin.programs",
     "Planning": "sglang_plugin.programs.planning",

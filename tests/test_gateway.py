@@ -13,7 +13,7 @@ import urllib.request
 from conftest import FAST, SAMPLE, cli, needs_smg, write_problems
 
 from sglang_plugin.runs.files import audit
-from sglang_plugin.solve import solve
+from sglang_plugin.solving import solve
 from sglang_plugin.transport.endpoint import Endpoint
 
 pytestmark = needs_smg

@@ -2,6 +2,8 @@
 forks, threads) against the stand-in server over loopback HTTP, and checks of the search itself."""
 
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -351,3 +353,12 @@ def test_bad_input_is_a_clear_error(endpoint, prm):
         SearchConfig(aggregation="max")
     with pytest.raises(TypeError, match="sglang_plugin.Endpoint"):
         program_for("cot").run(problem="What is 1+1?", budget=1, backend=sgl.RuntimeEndpoint(endpoint.base_url))
+
+
+def test_solve_is_the_function_whatever_was_imported_before():
+    """`from sglang_plugin import solve` after the batch runner (which imports the module that defines it) still
+    gives the function: no submodule of the package shares its name."""
+    code = ("import sglang_plugin.runs.batch\nfrom sglang_plugin import solve, run_strategy\n"
+            "print(callable(solve), callable(run_strategy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "True"], done.stderr

@@ -40,7 +40,7 @@ from sglang_plugin.runs.runner import BatchRunner, Session
 from sglang_plugin.runs.settings import RunSettings
 from sglang_plugin.runs.summary import RunSummary, summarize
 from sglang_plugin.scorers.base import Scorer
-from sglang_plugin.solve import solve
+from sglang_plugin.solving import solve
 from sglang_plugin.transport.endpoint import Endpoint
 from sglang_plugin.transport.http import EndpointError, HttpClient, TransportConfig
 
