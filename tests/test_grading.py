@@ -15,7 +15,7 @@ import pytest
 
 from planner.grading import Grader, extract_answer, reference_answer
 from planner.grading.equivalence import cheap_verdict
-from planner.grading.vote import Vote
+from planner.grading.vote import Vote, tie_key
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -237,11 +237,27 @@ def test_long_answers_are_compared_by_form_only(grader):
     assert not grader.correct(long, "1+" + "x+" * 1_500)  # would need math-verify: refused, not parsed
 
 
+def test_a_tie_is_a_fair_coin_not_a_preference_for_answers_that_sort_first():
+    """The stand-in server's wrong answers mostly sort after the right one (an integer plus one, doubled...):
+    ranking ties by text would hand majority@2 the right answer far more often than a real tie would."""
+    from sglang_plugin.sim.steps import wrong_answer_pool
+
+    by_text = by_key = total = 0
+    for value in range(1, 401):
+        right = str(value)
+        for wrong in wrong_answer_pool(right, 4, f"tie/{value}"):
+            total += 1
+            by_text += min(right, wrong) == right
+            by_key += min((tie_key(right), right), (tie_key(wrong), wrong))[1] == right
+    assert by_text / total > 0.6
+    assert 0.45 < by_key / total < 0.55
+
+
 def test_vote_sums_weights_and_breaks_ties_without_sample_order(grader):
     votes = grader.vote(["3", "0.5", "\\frac{1}{2}", "3"], [0.1, 0.3, 0.3, 0.4])
     assert [v.answer for v in votes] == ["0.5", "3"]
     assert votes[0].branches == [1, 2] and votes[0].score == pytest.approx(0.6)
-    assert [v.answer for v in grader.vote(["8", "7"])] == [v.answer for v in grader.vote(["7", "8"])] == ["7", "8"]
+    assert [v.answer for v in grader.vote(["8", "7"])] == [v.answer for v in grader.vote(["7", "8"])]
     best = grader.vote(["1", "2", "1"], [0.2, 0.5, 0.4], reduce="max")
     assert [(v.answer, v.score) for v in best] == [("2", 0.5), ("1", 0.4)]
     assert votes[0].to_dict() == {"answer": "0.5", "branches": [1, 2], "score": pytest.approx(0.6)}

@@ -104,7 +104,7 @@ class Grader:
     def vote(self, answers: Sequence[str | None], weights: Sequence[float] | None = None,
              ids: Sequence[int] | None = None, reduce: str = "sum", time_limit: float | None = None) -> VoteList:
         """Groups of equivalent answers with their summed (reduce="sum") or best ("max") weight, 1 per answer
-        by default; best first, ties broken by group size then answer text, never by sample order."""
+        by default; best first, ties broken by group size then a hash of the answer text, never by sample order."""
         return tally(answers, self.group(answers, time_limit), weights, ids, reduce)
 
     def _decide(self, gold: str, pred: str, both: bool, deadline: float | None) -> bool | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -49,7 +50,8 @@ def most_common_form(forms: Iterable[str]) -> str:
 def tally(answers: Sequence[str | None], grouping: Grouping, weights: Sequence[float] | None = None,
           ids: Sequence[int] | None = None, reduce: str = "sum") -> VoteList:
     """Votes from group labels: summed (or best) weight, 1 per answer by default. Ranked by score, then by
-    size, then by the group's answer text, so equal votes rank the same whatever the sample order."""
+    size, then by a hash of the group's answer text, so equal votes rank the same whatever the sample order
+    and a tie is a fair coin, not a preference for smaller or shorter answers."""
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, not {reduce!r}")
     weights = [1.0] * len(answers) if weights is None else [float(w) for w in weights]
@@ -66,5 +68,12 @@ def tally(answers: Sequence[str | None], grouping: Grouping, weights: Sequence[f
         scores = [weights[i] for i in indexes]
         votes.append(Vote(answer=answer, branches=[ids[i] for i in indexes],
                           score=max(scores) if reduce == "max" else math.fsum(scores)))  # fsum: exact, so order-free
-    votes.sort(key=lambda v: (-v.score, -len(v.branches), v.answer))
+    votes.sort(key=lambda v: (-v.score, -len(v.branches), tie_key(v.answer), v.answer))
     return VoteList(votes, grouping.complete)
+
+
+def tie_key(answer: str) -> bytes:
+    """Where an answer ranks among equal votes: a stable hash of its text. Ranking ties by the text itself
+    would favour answers that sort first, and nothing makes wrong answers sort after right ones as often as
+    before them (the stand-in server's mostly do: 64% on MATH-500), so a tie would stop being a coin flip."""
+    return hashlib.blake2b(answer.encode("utf-8", "surrogatepass"), digest_size=8).digest()
