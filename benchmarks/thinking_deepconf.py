@@ -15,6 +15,10 @@ before the abort). For every online run the server's own count of generated toke
 client's: aborted traces must really stop.
 
     python benchmarks/thinking_deepconf.py [--math500 100] [--aime] [--budgets 4,8] [--seed 0]
+    python benchmarks/thinking_deepconf.py --math500 0 --math-train 200   # for developing, away from the test sets
+
+--math-train N draws N MATH train problems (at the same policy's measured rates) for trying changes without
+looking at MATH-500 or AIME; the shipped predictor was trained on them, so its adaptive arm there is optimistic.
 
 Prints one table per data set and the bars: online DeepConf within 1 point of majority@N with at most half its
 tokens; the cheapest adaptive arm at majority@32's accuracy (or better) with at most a quarter of its tokens.
@@ -71,13 +75,22 @@ class ThinkingServer:
         self.process.wait(timeout=10)
 
 
-def datasets(data: Path, math500: int, aime: bool, aime_rate: float, seed: int) -> dict[str, list[dict]]:
-    solutions = {r["problem"]: r for _, r in read_jsonl(data / "math500" / "test.jsonl")}
-    rows = [r for _, r in read_jsonl(data / "outcomes" / "math500_success_rates.jsonl")]
-    picked = sorted(random.Random(seed).sample(range(len(rows)), min(math500, len(rows))))
-    out = {"MATH-500": [{"problem_id": solutions[rows[i]["problem"]]["unique_id"], "problem": rows[i]["problem"],
-                         "answer": solutions[rows[i]["problem"]]["answer"], "pass_rate": rows[i][RATE_FIELD],
-                         "solution": solutions[rows[i]["problem"]]["solution"]} for i in picked]}
+def datasets(data: Path, math500: int, aime: bool, aime_rate: float, seed: int,
+             train: int = 0) -> dict[str, list[dict]]:
+    out = {}
+    if train:
+        rows = [r for _, r in read_jsonl(data / "outcomes" / "math_success_rates.jsonl")
+                if r["split"] == "train" and str(r.get("answer") or "").strip() and r.get(RATE_FIELD) is not None]
+        picked = sorted(random.Random(seed).sample(range(len(rows)), min(train, len(rows))))
+        out["MATH train"] = [{"problem_id": f"train-{rows[i]['idx']}", "problem": rows[i]["problem"],
+                              "answer": rows[i]["answer"], "pass_rate": rows[i][RATE_FIELD]} for i in picked]
+    if math500:
+        solutions = {r["problem"]: r for _, r in read_jsonl(data / "math500" / "test.jsonl")}
+        rows = [r for _, r in read_jsonl(data / "outcomes" / "math500_success_rates.jsonl")]
+        picked = sorted(random.Random(seed).sample(range(len(rows)), min(math500, len(rows))))
+        out["MATH-500"] = [{"problem_id": solutions[rows[i]["problem"]]["unique_id"], "problem": rows[i]["problem"],
+                            "answer": solutions[rows[i]["problem"]]["answer"], "pass_rate": rows[i][RATE_FIELD],
+                            "solution": solutions[rows[i]["problem"]]["solution"]} for i in picked]
     if aime:
         out["AIME 2024+2025"] = [{"problem_id": f"{name}-{r['id']}", "problem": r["problem"], "answer": str(r["answer"]),
                                   "pass_rate": aime_rate}
@@ -104,6 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--math500", type=int, default=100, help="MATH-500 problems (a seeded sample)")
     parser.add_argument("--aime", action="store_true", help="also AIME 2024 + 2025 (60 problems)")
+    parser.add_argument("--math-train", type=int, default=0, help="MATH train problems (a seeded sample), for "
+                        "developing changes away from the test sets")
     parser.add_argument("--aime-rate", type=float, default=0.45)
     parser.add_argument("--budgets", default="4,8", help="adaptive budgets (average traces per problem)")
     parser.add_argument("--seed", type=int, default=0)
@@ -113,14 +128,17 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for label, problems in datasets(data_dir(args.data), args.math500, args.aime, args.aime_rate, args.seed).items():
-            source = folder / f"{label[:4]}.jsonl"
+        for label, problems in datasets(data_dir(args.data), args.math500, args.aime, args.aime_rate, args.seed,
+                                            args.math_train).items():
+            slug = "".join(c if c.isalnum() else "-" for c in label)
+            source = folder / f"{slug}.jsonl"
             source.write_text("".join(json.dumps(p) + "\n" for p in problems), encoding="utf-8")
             rows, checks = measure(folder, label, source, problems, budgets, args, grader)
             report(label, len(problems), rows, checks)
 
 
 def measure(folder: Path, label: str, source: Path, problems: list[dict], budgets: list[int], args, grader):
+    slug = source.stem
     references = {p["problem_id"]: reference_answer(p["answer"]) for p in problems}
     rows, checks = [], []
 
@@ -141,7 +159,7 @@ def measure(folder: Path, label: str, source: Path, problems: list[dict], budget
         server = serve()
         try:
             before = server.generated()
-            lines = run_arm(folder, f"{label[:4]}-online{n}", server.url, source, strategy="deepconf", size=n)
+            lines = run_arm(folder, f"{slug}-online{n}", server.url, source, strategy="deepconf", size=n)
             served = server.generated() - before
         finally:
             server.close()
@@ -152,7 +170,7 @@ def measure(folder: Path, label: str, source: Path, problems: list[dict], budget
     for budget in budgets:
         server = serve()
         try:
-            lines = run_arm(folder, f"{label[:4]}-adaptive{budget}", server.url, source, budget=budget)
+            lines = run_arm(folder, f"{slug}-adaptive{budget}", server.url, source, budget=budget)
         finally:
             server.close()
         row = line_row(f"adaptive B={budget}", lines)

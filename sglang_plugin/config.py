@@ -67,7 +67,8 @@ class SearchConfig:
     # Confidence filtering (DeepConf, planner.confidence): window and top-k of the token confidence, online
     # (warm-up traces set a stop threshold) or offline (filter finished traces), the share of traces kept
     # (None: 0.1 online, DeepConf-low as in DeepConf's online reference code; 0.9 offline, DeepConf-high),
-    # warm-up traces (None: an eighth of N, at least 2), and the weighted-vote share at which sampling stops.
+    # warm-up traces (None: an eighth of N, at least 2), and the weighted-vote share at which sampling stops
+    # (None: never before N traces, as DeepConf's online reference code).
     confidence_window: int = 2048
     confidence_top_k: int = 20
     # How a trace with its confidence is generated: "stream" (one streamed request, read as it arrives, chunks
@@ -80,7 +81,7 @@ class SearchConfig:
     deepconf_mode: str = "online"
     deepconf_keep: float | None = None
     deepconf_warmup: int | None = None
-    deepconf_consensus: float = 0.95
+    deepconf_consensus: float | None = 0.95
 
     @property
     def keep_share(self) -> float:
@@ -97,7 +98,8 @@ class SearchConfig:
             _positive_int(self, "deepconf_warmup")
         if self.deepconf_keep is not None:
             _number(self, "deepconf_keep", low=0.0, strict=True, high=1.0)
-        _number(self, "deepconf_consensus", low=0.0, strict=True, high=1.0)
+        if self.deepconf_consensus is not None:
+            _number(self, "deepconf_consensus", low=0.0, strict=True, high=1.0)
         _choice("deepconf_mode", self.deepconf_mode, DEEPCONF_MODES)
         _choice("confidence_transport", self.confidence_transport, CONFIDENCE_TRANSPORTS)
         _number(self, "pf_temperature", low=0.0, strict=True)

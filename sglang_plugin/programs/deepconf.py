@@ -8,8 +8,11 @@ of every token, and its confidence (planner.confidence) is tracked as it arrives
   reference code). The rest run in waves of the warm-up's size; a trace whose current group confidence falls
   below the threshold is stopped at once (the request aborted on the server, its tokens so far counted, its
   answer never read). The voters are the warm-up traces at or above the threshold and every later trace that
-  was not stopped (as in DeepConf's online vote); sampling stops as soon as their confidence-weighted vote gives
-  one answer `deepconf_consensus` of the weight, or at N traces.
+  was not stopped (as in DeepConf's online reference code). Sampling stops at N traces, or as soon as the
+  confidence-weighted vote of every answered trace (a stopped one has none) gives one answer
+  `deepconf_consensus` of the weight (DeepConf's adaptive sampling, 0.95 there): warm-up traces below the
+  threshold count here, since a whole trace agreeing is evidence the vote is settled whatever its rank, so a
+  problem whose warm-up agrees costs only its warm-up.
 
 Why an eighth of N warm-up traces (at least 2): the warm-up runs to the end at full price, so at small N it
 bounds the savings (a quarter of N alone costs a quarter of majority@N's tokens); DeepConf itself warms up
@@ -44,7 +47,7 @@ def deepconf(run: SearchRun) -> Selection:
     run.stream_rollouts(traces)
     scores = [b.confidence for b in traces if b.confidence is not None and not b.failed]
     threshold = stop_threshold(scores, keep) if scores else None
-    while len(traces) < n and not _settled(run, _voters(run, traces, threshold), search.deepconf_consensus):
+    while len(traces) < n and not _settled(run, run.answered(traces), search.deepconf_consensus):
         wave = run.spawn(min(warm, n - len(traces)))
         run.stream_rollouts(wave, stop=None if threshold is None else lambda trace: trace.fell_below(threshold))
         traces += wave
@@ -69,9 +72,10 @@ def _weights(branches: list[Branch]) -> list[float]:
     return [b.confidence if b.confidence is not None else 0.0 for b in branches]
 
 
-def _settled(run: SearchRun, voters: list[Branch], consensus: float) -> bool:
-    """Whether at least two voters' confidence-weighted vote gives one answer `consensus` of the weight."""
-    if len(voters) < 2:
+def _settled(run: SearchRun, voters: list[Branch], consensus: float | None) -> bool:
+    """Whether at least two traces' confidence-weighted vote gives one answer `consensus` of the weight (never
+    with no consensus set)."""
+    if consensus is None or len(voters) < 2:
         return False
     votes = run.vote(voters, _weights(voters))
     total = sum(v.score for v in votes)
