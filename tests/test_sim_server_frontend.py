@@ -58,7 +58,11 @@ def test_run_batch_and_streaming(server):
     records = sample_records()[:4]
     states = solve_whole.run_batch([{"question": r["problem"]} for r in records], backend=backend, num_threads=4)
     assert all("\\boxed{" in st["answer"] for st in states)
-    streamed = solve_whole.run(question=records[2]["problem"], backend=backend, stream=True)
-    pieces = list(streamed.text_iter("answer"))
+    # text_iter joins whatever chunks arrived while its reader slept: tokens take time, as on a GPU, so the
+    # answer arrives in several pieces even on a loaded machine
+    with SimServer(RATES, rate_field=RATE_FIELD, solutions=SOLUTIONS, seed=21, token_delay_ms=2.0) as paced:
+        backend = sgl.RuntimeEndpoint(paced.url)
+        streamed = solve_whole.run(question=records[2]["problem"], backend=backend, stream=True)
+        pieces = list(streamed.text_iter("answer"))
     assert len(pieces) > 1 and "".join(pieces) == streamed["answer"]
     assert streamed.get_meta_info("answer")["finish_reason"]["type"] == "stop"
