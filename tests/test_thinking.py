@@ -166,10 +166,11 @@ def test_online_deepconf_cuts_traces_and_counts_every_token(paced, transport):
 
 def test_deepconf_stops_sampling_once_the_vote_is_settled(thinking):
     """Every warm-up trace agrees (the problem's rate is 1): the vote is settled before any later wave, though
-    only the warm-up's most confident trace is above the threshold and votes in the end."""
+    only the warm-up's most confident trace is above the threshold; a settled vote is the answer."""
     result = solve(EASY.text, "deepconf", 32, Endpoint(thinking.url, transport=FAST), config=config())
     assert result.answer == "42" and result.size["traces"] == result.size["warmup"] == 4
-    assert len(result.branches) == 4 and result.size["voters"] < 4
+    assert len(result.branches) == 4 and result.size["settled"] and result.size["voters"] == 4
+    assert [b.confidence >= result.size["threshold"] for b in result.branches].count(True) == 1
 
 
 def test_offline_deepconf_votes_the_confident_share(thinking):

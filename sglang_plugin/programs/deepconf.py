@@ -12,7 +12,8 @@ of every token, and its confidence (planner.confidence) is tracked as it arrives
   confidence-weighted vote of every answered trace (a stopped one has none) gives one answer
   `deepconf_consensus` of the weight (DeepConf's adaptive sampling, 0.95 there): warm-up traces below the
   threshold count here, since a whole trace agreeing is evidence the vote is settled whatever its rank, so a
-  problem whose warm-up agrees costs only its warm-up.
+  problem whose warm-up agrees costs only its warm-up. A settled vote is the answer (all answered traces
+  vote), so a run never stops for one answer and then gives another.
 
 Why an eighth of N warm-up traces (at least 2): the warm-up runs to the end at full price, so at small N it
 bounds the savings (a quarter of N alone costs a quarter of majority@N's tokens); DeepConf itself warms up
@@ -52,9 +53,10 @@ def deepconf(run: SearchRun) -> Selection:
         run.stream_rollouts(wave, stop=None if threshold is None else lambda trace: trace.fell_below(threshold))
         traces += wave
     stopped = sum(1 for b in traces if b.finish_reason == "stopped")
-    voters = _voters(run, traces, threshold)
+    settled = _settled(run, run.answered(traces), search.deepconf_consensus)
+    voters = run.answered(traces) if settled else _voters(run, traces, threshold)
     size = {"n": n, "mode": "online", "warmup": warm, "traces": len(traces), "stopped": stopped,
-            "voters": len(voters), "threshold": threshold}
+            "voters": len(voters), "threshold": threshold, "settled": settled}
     return _vote(run, voters, size)
 
 
