@@ -8,12 +8,12 @@ of every token, and its confidence (planner.confidence) is tracked as it arrives
   reference code). The rest run in waves of the warm-up's size; a trace whose current group confidence falls
   below the threshold is stopped at once (the request aborted on the server, its tokens so far counted, its
   answer never read). The voters are the warm-up traces at or above the threshold and every later trace that
-  was not stopped (as in DeepConf's online reference code). Sampling stops at N traces, or as soon as the
-  confidence-weighted vote of every answered trace (a stopped one has none) gives one answer
-  `deepconf_consensus` of the weight (DeepConf's adaptive sampling, 0.95 there): warm-up traces below the
-  threshold count here, since a whole trace agreeing is evidence the vote is settled whatever its rank, so a
-  problem whose warm-up agrees costs only its warm-up. A settled vote is the answer (all answered traces
-  vote), so a run never stops for one answer and then gives another.
+  was not stopped (as in DeepConf's online reference code). Sampling stops at N traces, or as soon as a
+  confidence-weighted vote gives one answer `deepconf_consensus` of the weight (DeepConf's adaptive sampling,
+  0.95 there): the voters' vote, or that of every answered trace (a stopped one has none), warm-up traces below
+  the threshold included, since a whole trace agreeing is evidence whatever its rank: a problem whose warm-up
+  agrees costs only its warm-up. The settled vote is the answer, so a run never stops for one answer and then
+  gives another.
 
 Why an eighth of N warm-up traces (at least 2): the warm-up runs to the end at full price, so at small N it
 bounds the savings (a quarter of N alone costs a quarter of majority@N's tokens); DeepConf itself warms up
@@ -48,15 +48,15 @@ def deepconf(run: SearchRun) -> Selection:
     run.stream_rollouts(traces)
     scores = [b.confidence for b in traces if b.confidence is not None and not b.failed]
     threshold = stop_threshold(scores, keep) if scores else None
-    while len(traces) < n and not _settled(run, run.answered(traces), search.deepconf_consensus):
+    while len(traces) < n and not _settled_vote(run, traces, threshold, search.deepconf_consensus):
         wave = run.spawn(min(warm, n - len(traces)))
         run.stream_rollouts(wave, stop=None if threshold is None else lambda trace: trace.fell_below(threshold))
         traces += wave
     stopped = sum(1 for b in traces if b.finish_reason == "stopped")
-    settled = _settled(run, run.answered(traces), search.deepconf_consensus)
-    voters = run.answered(traces) if settled else _voters(run, traces, threshold)
+    settled = _settled_vote(run, traces, threshold, search.deepconf_consensus)
+    voters = settled or _voters(run, traces, threshold)
     size = {"n": n, "mode": "online", "warmup": warm, "traces": len(traces), "stopped": stopped,
-            "voters": len(voters), "threshold": threshold, "settled": settled}
+            "voters": len(voters), "threshold": threshold, "settled": settled is not None}
     return _vote(run, voters, size)
 
 
@@ -68,6 +68,15 @@ def _voters(run: SearchRun, traces: list[Branch], threshold: float | None) -> li
         return answered
     above = [b for b in answered if b.confidence is not None and b.confidence >= threshold]
     return above or answered
+
+
+def _settled_vote(run: SearchRun, traces: list[Branch], threshold: float | None,
+                  consensus: float | None) -> list[Branch] | None:
+    """The traces whose vote is settled: the voters, else every answered trace; None when neither is."""
+    for group in (_voters(run, traces, threshold), run.answered(traces)):
+        if _settled(run, group, consensus):
+            return group
+    return None
 
 
 def _weights(branches: list[Branch]) -> list[float]:
