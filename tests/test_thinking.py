@@ -131,7 +131,7 @@ def test_a_trace_in_segments_is_the_same_trace(thinking):
 @pytest.fixture(scope="module")
 def paced():
     """Tokens take time, as on a GPU: an abort arrives while the trace is still being generated."""
-    with SimServer([*PROBLEMS, EASY], thinking=True, seed=4, thinking_params=SHORT, token_delay_ms=0.05) as server:
+    with SimServer([*PROBLEMS, EASY], thinking=True, seed=4, thinking_params=SHORT, token_delay_ms=0.2) as server:
         yield server
 
 
