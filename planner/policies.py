@@ -10,6 +10,7 @@ size class.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 from planner.errors import InputError
@@ -27,6 +28,7 @@ RESCORE_CACHED = {"outcome": False, "process": False, "step_tag": True}
 DEFAULT_TOKENS_PER_SAMPLE = 600
 DEFAULT_THINKING_TOKENS = 4000  # the same for a long-thinking policy nobody measured (an assumption)
 DEFAULT_RM_QUALITY = 0.8
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,13 @@ class Thinking:
 
     end: str = "</think>"
     max_tokens: int = 32768
+    special: bool = False  # `end` is written in special tokens, which requests then ask the server to keep in the text
+
+    @classmethod
+    def ending_with(cls, end: str) -> Thinking:
+        """A user-described policy's thinking: an end written like special tokens (`<|...|>`, as harmony's) is
+        taken to be special tokens, which a server drops from the text by default."""
+        return cls(end, special=bool(_SPECIAL_TOKEN.search(end)))
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,14 @@ class RewardModel:
 
 # Long-thinking policies: tokens_per_sample is an assumption (their MATH-500 traces run a few thousand tokens,
 # AIME traces over ten thousand; a calibration file measures it); thinking ends at </think> (DeepSeek-R1
-# distills, Qwen3 in thinking mode). Qwen3 is ChatML, which the sglang frontend does not pick for its name.
+# distills, Qwen3 in thinking mode). Qwen3 is ChatML, which the sglang frontend does not pick for its name; the
+# frontend has no harmony template, so tts-planner registers one ("gpt-oss", sglang_plugin.compat).
 _R1 = Thinking("</think>", 32768)
+# gpt-oss writes OpenAI's harmony format: reasoning in the analysis channel, the answer in the final channel, every
+# marker a special token (a server's default skip_special_tokens would leave "analysis...assistantfinal..."). It is
+# a mixture of experts: params is the active parameters per token, what its FLOPs per token follow (OpenAI's
+# gpt-oss model card: 5.13B of 116.8B for gpt-oss-120b, 3.61B of 20.9B for gpt-oss-20b).
+_HARMONY = Thinking.ending_with("<|channel|>final<|message|>")
 POLICIES: dict[str, Policy] = {p.name: p for p in (
     Policy("Qwen/Qwen2.5-Math-1.5B-Instruct", 1.54e9, 600,
            "sr__Qwen-Qwen2.5-Math-1.5B-Instruct_maxlen_3000_k_50_temp_0.6", "qwen2.5-math-1.5b-instruct"),
@@ -95,6 +110,8 @@ POLICIES: dict[str, Policy] = {p.name: p for p in (
     Policy("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8e9, 3500, thinking=_R1),
     Policy("Qwen/Qwen3-8B", 8.19e9, 4500, chat_template="chatml", thinking=_R1),
     Policy("Qwen/Qwen3-32B", 32.8e9, 4000, chat_template="chatml", thinking=_R1),
+    Policy("openai/gpt-oss-20b", 3.61e9, 4000, chat_template="gpt-oss", thinking=_HARMONY),
+    Policy("openai/gpt-oss-120b", 5.13e9, 3500, chat_template="gpt-oss", thinking=_HARMONY),
 )}
 DEFAULT_POLICY = "Qwen/Qwen2.5-Math-1.5B-Instruct"
 

@@ -1,6 +1,7 @@
 """Check tts-planner against the sglang frontend installed in this environment: run the compatibility tests
 (`pytest -m compat`: every program, the scorers, the adaptive solver, a user's own program with gen, fork and
-run_batch, a plain RuntimeEndpoint, a stopped stream) against the stand-in server, and print the versions.
+run_batch, a plain RuntimeEndpoint, a stopped stream, gpt-oss through the harmony template tts-planner registers)
+against the stand-in server, and print the versions.
 
     python scripts/check_sglang_compat.py            # in an environment with the sglang release to check
 

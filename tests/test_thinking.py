@@ -1,13 +1,14 @@
 """Long-thinking policies on the stand-in server's thinking profile, over real HTTP with the real sglang frontend:
 trace confidence as DeepConf defines it, both ways SGLang streams chunks, confidence traces streamed or in
 segments, online and offline DeepConf (cut traces aborted, every generated token counted by client and server
-alike), thinking and answer tokens apart, the adaptive solver taking confidence as evidence, and
-`tts-planner run --strategy deepconf` directly and through the SGLang Model Gateway."""
+alike), thinking and answer tokens apart, the adaptive solver taking confidence as evidence, gpt-oss's harmony
+channels, and `tts-planner run --strategy deepconf` directly and through the SGLang Model Gateway."""
 
 import json
 import math
 
 import pytest
+import sglang as sgl
 from conftest import FAST, PROBLEMS, RECORDS, SAMPLE, cli, lines, needs_smg, sim_stats, write_problems
 
 from planner.adaptive import MAX_SAMPLES, budget_from_tokens
@@ -15,6 +16,7 @@ from planner.belief.evidence import ConfidenceEvidence
 from planner.confidence import TraceConfidence, kept, percentile, stop_threshold, token_confidence
 from planner.errors import InputError
 from planner.grading import final_answer
+from planner.policies import Thinking
 from sglang_plugin import Endpoint, Planning, solve
 from sglang_plugin.config import SearchConfig, SolveConfig
 from sglang_plugin.programs.traces import apportioned
@@ -203,6 +205,56 @@ def test_adaptive_takes_a_thinking_policys_confidence_as_evidence(thinking):
     assert all(b.confidence is not None and b.thinking_tokens for b in drawn)
     plain = solve(PROBLEMS[3].text, "majority", 2, Endpoint(thinking.url, transport=FAST), config=config())
     assert all(b.confidence is None and b.thinking_tokens for b in plain.branches)  # apportioned, not streamed
+
+
+def test_whole_samples_keep_their_own_thinking_tokens(thinking):
+    """Samples handed out in text order (canonicalize) carry their thinking tokens with them."""
+    result = solve(PROBLEMS[2].text, "majority", 6, Endpoint(thinking.url, transport=FAST), config=config())
+    for branch in result.branches:
+        assert branch.thinking_tokens == apportioned(branch.tokens, branch.text, "</think>") < branch.tokens
+
+
+# -- gpt-oss: harmony's special-token channels --------------------------------------------------------------------
+
+@sgl.function
+def _harmony_turn(s):
+    s += sgl.user(EASY.text)
+    s += sgl.assistant_begin()
+
+
+@pytest.mark.compat
+def test_gpt_oss_reads_its_final_channel(tmp_path):
+    """gpt-oss writes harmony: every channel marker is a special token, which the server drops by default
+    ("analysis...assistantfinal..."), so requests keep them and the answer is read from the final channel."""
+    from planner.policies import known_policy
+
+    oss = known_policy("openai/gpt-oss-120b")
+    assert oss.thinking.special and oss.params == 5.13e9  # active parameters (a mixture of experts)
+    with SimServer([*PROBLEMS, EASY], thinking=True, seed=5, thinking_params=SHORT,
+                   model_path="openai/gpt-oss-20b") as server:
+        endpoint = Endpoint(server.url, transport=FAST)
+        assert endpoint.chat_template.name == "gpt-oss"
+        for strategy in ("deepconf", "majority"):
+            result = solve(EASY.text, strategy, 8, endpoint, config=config())
+            assert result.answer == "42"
+            answered = [b for b in result.branches if b.answer is not None]
+            assert answered and all(b.text.startswith("<|channel|>analysis<|message|>") for b in answered)
+            assert all(0 < b.thinking_tokens < b.tokens for b in answered)
+        prompt = _harmony_turn.run(backend=endpoint).text()
+        assert prompt.startswith("<|start|>system<|message|>") and "Reasoning: high" in prompt
+        raw = endpoint.client.request("POST", server.url + "/generate", {"text": prompt, "sampling_params": {
+            "max_new_tokens": 20000, "temperature": 0.6}})
+        assert "<|channel|>" not in raw["text"] and "assistantfinal" in raw["text"]  # the server's default
+        described = Planning(policy="acme/oss-math", policy_params=3.6e9, thinking_end="<|channel|>final<|message|>")
+        result = solve(EASY.text, "majority", 3, endpoint, config=config(), planning=described)
+        assert all(0 < b.thinking_tokens < b.tokens for b in result.branches)  # described: its end is special too
+        assert not Thinking.ending_with("</think>").special
+        examples = tmp_path / "problems.jsonl"
+        write_problems(examples, 3)
+        done = cli("run", "--endpoint", server.url, "--input", str(examples), "-o", str(tmp_path / "oss.jsonl"),
+                   "--strategy", "majority", "--size", "4")
+        assert done.returncode == 0, done.stderr
+        assert all(line["status"] == "ok" and line["thinking_tokens"] for line in lines(tmp_path / "oss.jsonl"))
 
 
 # -- the command line, directly and through the gateway ------------------------------------------------------------

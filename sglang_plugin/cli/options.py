@@ -175,7 +175,8 @@ def server_options(command: Callable) -> Callable:
                           "does not know."),
         click.option("--thinking-end", default=None, metavar="TEXT",
                      help="For a long-thinking policy the planner does not know: the text that ends its thinking "
-                          "(e.g. </think>); answers are read after it and samples get a 32k-token cap."),
+                          "(e.g. </think>); answers are read after it and samples get a 32k-token cap. An end "
+                          "written in special tokens (<|...|>, as harmony's) keeps special tokens in the text."),
         click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True,
                      help="Problems solved at once."),
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),

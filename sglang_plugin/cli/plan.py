@@ -50,7 +50,7 @@ def planned_policy(model: str | None, policy_name: str | None, policy_params: fl
                                "(and --policy-params N for a policy tts-planner does not know)")
     same = predictor.policy is not None and name.strip().lower() == predictor.policy.strip().lower()
     chosen = find_policy(name, policy_params if policy_params is not None else recorded if same else None,
-                         Thinking(thinking_end) if thinking_end else None)
+                         Thinking.ending_with(thinking_end) if thinking_end else None)
     notes = [note for note in [borrowed_note(chosen, size_class(chosen))] if note]
     if predictor.policy is None or predictor.policy.strip().lower() != chosen.name.lower():
         notes.append(f"predicting difficulty with {path.name}, trained for {predictor.policy or 'an unnamed policy'}"

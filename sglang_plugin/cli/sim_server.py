@@ -41,7 +41,8 @@ log = logger(__name__)
               "model path).")
 @click.option("--thinking", is_flag=True, default=False,
               help="Long-thinking profile: <think>...</think> traces of thousands of tokens, then a short boxed "
-                   "answer, with DeepConf-style per-token confidence in the top-k logprobs.")
+                   "answer, with DeepConf-style per-token confidence in the top-k logprobs (harmony's analysis and "
+                   "final channels when --model-path names a gpt-oss).")
 @click.option("--confidence-auroc", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
               show_default=True, help="With --thinking: AUROC, between correct and wrong traces of a problem, "
                                       "of a trace's lowest sliding-window mean token confidence (k = 20).")

@@ -80,7 +80,7 @@ class Planning:
     def policy_of(self, served: str | None) -> Policy:
         """The policy planned for: the given one, else the served model if known, else the default policy
         (borrowed; the prediction names the served model beside it)."""
-        thinking = Thinking(self.thinking_end) if self.thinking_end else None
+        thinking = Thinking.ending_with(self.thinking_end) if self.thinking_end else None
         if self.policy is not None:
             return find_policy(self.policy, self.policy_params, thinking)
         chosen = known_policy(served) or find_policy(DEFAULT_POLICY)

@@ -229,6 +229,8 @@ class SearchRun:
                   "max_new_tokens": min(search.max_step_tokens, left) if step else left}
         if step:
             params["stop"] = [search.step_delimiter]
+        if self.policy.thinking is not None and self.policy.thinking.special:
+            params.update(skip_special_tokens=False, spaces_between_special_tokens=False)  # the end must stay legible
         return params
 
     def collect(self, branch: Branch, item: dict, step: bool = False) -> None:
@@ -277,7 +279,7 @@ class SearchRun:
             if not branch.failed and branch.steps:
                 shared = branch.steps[:branch.fork_step] if whole else branch.steps[:-1]
                 buckets.setdefault((branch.parent, "".join(shared)) if whole else ("".join(shared),), []).append(branch)
-        fields = ("steps", "step_scores", "tokens", "answer", "finish_reason", "error")
+        fields = ("steps", "step_scores", "tokens", "answer", "finish_reason", "error", "thinking_tokens", "confidence")
         for members in buckets.values():
             if len(members) < 2:
                 continue

@@ -125,11 +125,12 @@ class SimEngine:
 
     def __init__(self, config: SimConfig, bank: ProblemBank | None = None) -> None:
         self.config = config
-        if config.thinking:
+        self.format = think.thinking_format(config.model_path) if config.thinking else None
+        if self.format is not None:
+            specials = DEFAULT_SPECIALS + tuple(t for t in self.format.specials if t not in DEFAULT_SPECIALS)
             self.tokenizer = SimTokenizer({config.step_tag: config.step_tag_id},
                                           {config.plus_token_id: "+", config.minus_token_id: "-"},
-                                          base_specials=DEFAULT_SPECIALS + think.SPECIALS, eos_token=think.EOS_TOKEN,
-                                          added=(think.THINK_OPEN, think.THINK_CLOSE))
+                                          base_specials=specials, eos_token=self.format.eos, added=self.format.added)
         else:
             self.tokenizer = SimTokenizer({config.step_tag: config.step_tag_id},
                                           {config.plus_token_id: "+", config.minus_token_id: "-"})
@@ -139,8 +140,8 @@ class SimEngine:
         self.scores = ScoreModel(config.seed, reward_auroc=config.reward_auroc,
                                  confidence_gap=config.confidence_gap)
         self.thinking = ThinkingModel(self.tokenizer, seed=config.seed, confidence_auroc=config.confidence_auroc,
-                                      window=config.confidence_window, params=config.thinking_params) \
-            if config.thinking else None
+                                      window=config.confidence_window, params=config.thinking_params,
+                                      form=self.format) if self.format is not None else None
         self.runs = RunRegistry()
         self.stats = Stats()
         self._profile_steps: int | None = None
@@ -224,8 +225,9 @@ class SimEngine:
                           prompt_ids)
 
     def _think(self, text: str, sampling: Sampling, budget: int):
-        """A long-thinking trace for this prompt: "<think>" (unless the prompt opened it), thinking, "</think>",
-        the answer and the end-of-sequence token; tokens past the budget are not built. A prompt that ends with
+        """A long-thinking trace for this prompt in the served model's format: the opening ("<think>", or
+        harmony's analysis channel) unless the prompt opened it, thinking, the closing, the answer and the
+        end-of-sequence token; tokens past the budget are not built. A prompt that ends with
         an unfinished trace this server generated (a client continuing it in segments) continues that trace
         where it stopped, as a model conditioned on its own text would."""
         model, tok = self.thinking, self.tokenizer
@@ -242,7 +244,7 @@ class SimEngine:
             else:
                 answer = rng.choices(spec.wrong_answers, weights=spec.wrong_weights)[0]
             plan = model.plan(spec.key, spec.rate, correct, answer, rng)
-            head, at = (0 if text.rstrip().endswith(think.THINK_OPEN) else len(model.open_ids)), 0
+            head, at = (0 if text.rstrip().endswith(model.format.open.strip()) else len(model.open_ids)), 0
         ids = list(model.open_ids[:head])
         body_ids, body_texts = model.thinking_pieces(plan, plan.thinking_tokens)
         tail_ids, tail_texts = model.answer_pieces(plan)
@@ -623,7 +625,7 @@ class SimEngine:
             "model_path": cfg.model_path, "tokenizer_path": cfg.model_path, "is_generation": True,
             "preferred_sampling_params": None, "weight_version": "default",
             "served_model_name": cfg.served_model_name, "load_format": "auto",
-            "reasoning_parser": "deepseek-r1" if cfg.thinking else None, "tool_call_parser": None,
+            "reasoning_parser": self.format.reasoning_parser if self.format else None, "tool_call_parser": None,
             "disaggregation_mode": "null", "has_image_understanding": False, "has_audio_understanding": False,
             "model_type": model_type, "architectures": architectures, "simulated": True,
             "simulator": {
@@ -641,7 +643,8 @@ class SimEngine:
             info["simulator"].update({
                 "confidence_auroc": cfg.confidence_auroc, "confidence_window": cfg.confidence_window,
                 "confidence_top_k": think.DEFAULT_TOP_K,
-                "think_token_ids": [tok.special_ids[think.THINK_OPEN], tok.special_ids[think.THINK_CLOSE]],
+                "thinking_format": self.format.name, "thinking_open": self.format.open,
+                "thinking_close": self.format.close,
             })
         return info
 
@@ -667,7 +670,7 @@ class SimEngine:
             "incremental_streaming_output": cfg.incremental_streaming_output, "random_seed": cfg.seed,
             "log_level": "info", "enable_metrics": False, "api_key": None, "disable_radix_cache": False,
             "load_balance_method": "round_robin", "disaggregation_mode": "null",
-            "reasoning_parser": "deepseek-r1" if cfg.thinking else None, "tool_call_parser": None,
+            "reasoning_parser": self.format.reasoning_parser if self.format else None, "tool_call_parser": None,
         }
         return {
             **args, "status": "ready", "max_total_num_tokens": self.max_total_num_tokens,
@@ -700,6 +703,8 @@ class SimEngine:
 def _architecture(model_path: str) -> tuple[str | None, list[str] | None]:
     """(model_type, architectures) a Hugging Face config of this model family declares."""
     name = model_path.lower()
+    if "gpt-oss" in name:
+        return "gpt_oss", ["GptOssForCausalLM"]
     if "qwen3" in name:
         return "qwen3", ["Qwen3ForCausalLM"]
     if "qwen" in name:

@@ -1,5 +1,6 @@
-"""The long-thinking profile: traces of `<think>...</think>` thousands of tokens long, then a short answer ending
-in \\boxed{...}, with per-token top-k logprobs whose confidence has DeepConf's structure.
+"""The long-thinking profile: traces of `<think>...</think>` (or, for gpt-oss, harmony's analysis channel)
+thousands of tokens long, then a short answer ending in \\boxed{...}, with per-token top-k logprobs whose
+confidence has DeepConf's structure.
 
 Definitions (DeepConf, arXiv 2508.15260, and its reference code): token confidence C_i = -(1/k) * sum of the
 k top logprobs at position i (k = the request's top_logprobs_num); group confidence = mean of C_i over a
@@ -48,9 +49,40 @@ MIN_X = 3.0                  # smallest alternative gap (nats): keeps the sample
 MAX_X = 40.0
 MAX_TOP_K = 128
 TAPE_TOKENS = 1 << 16
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-SPECIALS = ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>")
-EOS_TOKEN = "<｜end▁of▁sentence｜>"
+
+
+@dataclass(frozen=True)
+class ThinkingFormat:
+    """How a family of long-thinking models writes a trace: the text that opens and closes its thinking (special
+    tokens in it are single tokens), its special tokens (dropped from the text by skip_special_tokens), its added
+    tokens (single tokens that are kept), its end of sequence and SGLang's reasoning parser for it."""
+
+    name: str
+    model: str
+    open: str
+    close: str
+    specials: tuple[str, ...]
+    eos: str
+    reasoning_parser: str
+    added: tuple[str, ...] = ()
+
+
+# DeepSeek-R1 distills (and Qwen3 in thinking mode): "<think>" and "</think>" are added tokens, kept in the text.
+R1 = ThinkingFormat("deepseek-r1", DEFAULT_MODEL, "<think>\n", "\n</think>\n\n",
+                    ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"),
+                    "<｜end▁of▁sentence｜>", "deepseek-r1", added=("<think>", "</think>"))
+# gpt-oss (OpenAI's harmony format): reasoning in the analysis channel, the answer in the final channel, every
+# marker a special token, so a server's default skip_special_tokens leaves "analysis...assistantfinal..." in the
+# text; a generation ends with <|return|>.
+HARMONY = ThinkingFormat("gpt-oss", "openai/gpt-oss-20b", "<|channel|>analysis<|message|>",
+                         "<|end|><|start|>assistant<|channel|>final<|message|>",
+                         ("<|startoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>",
+                          "<|return|>", "<|call|>"), "<|return|>", "gpt-oss")
+
+
+def thinking_format(model_path: str) -> ThinkingFormat:
+    """The format a served model path writes in: harmony for gpt-oss, else R1's."""
+    return HARMONY if "gpt-oss" in model_path.lower() else R1
 
 _STARTERS = ("Wait", "So", "Let", "Hmm", "Now", "Then", "Maybe", "Okay", "But", "Also", "Check", "Right")
 _WORDS = (" the", " value", " sum", " is", " we", " need", " to", " check", " case", " then", " so", " that",
@@ -133,7 +165,7 @@ class ThinkingModel:
     """Plans traces and builds their tokens and per-token confidence levels; shared by all requests."""
 
     def __init__(self, tokenizer, *, seed: int, confidence_auroc: float, window: int = DEFAULT_WINDOW,
-                 params: ThinkingParams | None = None) -> None:
+                 params: ThinkingParams | None = None, form: ThinkingFormat = R1) -> None:
         self.params = params or ThinkingParams()
         self.seed = seed
         self.window = window
@@ -148,8 +180,9 @@ class ThinkingModel:
                           for i in range(MAX_TOP_K - len(self._alt_ids) + 1)]
         self._alt_set = frozenset(self._alt_ids[:MAX_TOP_K - 1])
         self._fragments: dict[tuple[int, bool], dict[int, str]] = {}
-        self.open_ids = [tokenizer.special_ids[THINK_OPEN]] + tokenizer.encode("\n")
-        self.close_ids = tokenizer.encode("\n") + [tokenizer.special_ids[THINK_CLOSE]] + tokenizer.encode("\n\n")
+        self.format = form
+        self.open_ids = tokenizer.encode(form.open)
+        self.close_ids = tokenizer.encode(form.close)
 
     # -- the tapes -------------------------------------------------------------------------------------
 
