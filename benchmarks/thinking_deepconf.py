@@ -16,9 +16,12 @@ client's: aborted traces must really stop.
 
     python benchmarks/thinking_deepconf.py [--math500 100] [--aime] [--budgets 4,8] [--seed 0]
     python benchmarks/thinking_deepconf.py --math500 0 --math-train 200   # for developing, away from the test sets
+    python benchmarks/thinking_deepconf.py --math500 0 --math-train 60 --math-train-rate 0.45 --search '{"deepconf_warmup": 2}'
 
 --math-train N draws N MATH train problems (at the same policy's measured rates) for trying changes without
 looking at MATH-500 or AIME; the shipped predictor was trained on them, so its adaptive arm there is optimistic.
+--math-train-rate R answers them all at R instead (as the AIME arm is answered at --aime-rate); --search sets the
+online DeepConf arms' SearchConfig (the majority and offline rows do not depend on it).
 
 Prints one table per data set and the bars: online DeepConf within 1 point of majority@N with at most half its
 tokens; the cheapest adaptive arm at majority@32's accuracy (or better) with at most a quarter of its tokens.
@@ -76,14 +79,15 @@ class ThinkingServer:
 
 
 def datasets(data: Path, math500: int, aime: bool, aime_rate: float, seed: int,
-             train: int = 0) -> dict[str, list[dict]]:
+             train: int = 0, train_rate: float | None = None) -> dict[str, list[dict]]:
     out = {}
     if train:
         rows = [r for _, r in read_jsonl(data / "outcomes" / "math_success_rates.jsonl")
                 if r["split"] == "train" and str(r.get("answer") or "").strip() and r.get(RATE_FIELD) is not None]
         picked = sorted(random.Random(seed).sample(range(len(rows)), min(train, len(rows))))
         out["MATH train"] = [{"problem_id": f"train-{rows[i]['idx']}", "problem": rows[i]["problem"],
-                              "answer": rows[i]["answer"], "pass_rate": rows[i][RATE_FIELD]} for i in picked]
+                              "answer": rows[i]["answer"],
+                              "pass_rate": rows[i][RATE_FIELD] if train_rate is None else train_rate} for i in picked]
     if math500:
         solutions = {r["problem"]: r for _, r in read_jsonl(data / "math500" / "test.jsonl")}
         rows = [r for _, r in read_jsonl(data / "outcomes" / "math500_success_rates.jsonl")]
@@ -119,7 +123,11 @@ def main() -> None:
     parser.add_argument("--aime", action="store_true", help="also AIME 2024 + 2025 (60 problems)")
     parser.add_argument("--math-train", type=int, default=0, help="MATH train problems (a seeded sample), for "
                         "developing changes away from the test sets")
+    parser.add_argument("--math-train-rate", type=float, default=None, help="answer the MATH train problems at this "
+                        "one rate (as the AIME arm is) instead of their measured ones: AIME-like problems away from AIME")
     parser.add_argument("--aime-rate", type=float, default=0.45)
+    parser.add_argument("--search", default="{}", help="SearchConfig settings for the online DeepConf arms, as JSON "
+                        "(e.g. '{\"deepconf_warmup\": 2}')")
     parser.add_argument("--budgets", default="4,8", help="adaptive budgets (average traces per problem)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None)
@@ -129,7 +137,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label, problems in datasets(data_dir(args.data), args.math500, args.aime, args.aime_rate, args.seed,
-                                            args.math_train).items():
+                                            args.math_train, args.math_train_rate).items():
             slug = "".join(c if c.isalnum() else "-" for c in label)
             source = folder / f"{slug}.jsonl"
             source.write_text("".join(json.dumps(p) + "\n" for p in problems), encoding="utf-8")
@@ -139,6 +147,7 @@ def main() -> None:
 
 def measure(folder: Path, label: str, source: Path, problems: list[dict], budgets: list[int], args, grader):
     slug = source.stem
+    online = SearchConfig(**json.loads(args.search))
     references = {p["problem_id"]: reference_answer(p["answer"]) for p in problems}
     rows, checks = [], []
 
@@ -159,7 +168,8 @@ def measure(folder: Path, label: str, source: Path, problems: list[dict], budget
         server = serve()
         try:
             before = server.generated()
-            lines = run_arm(folder, f"{slug}-online{n}", server.url, source, strategy="deepconf", size=n)
+            lines = run_arm(folder, f"{slug}-online{n}", server.url, source, strategy="deepconf", size=n,
+                            config=SolveConfig(search=online))
             served = server.generated() - before
         finally:
             server.close()
