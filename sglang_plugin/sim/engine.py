@@ -227,9 +227,9 @@ class SimEngine:
     def _think(self, text: str, sampling: Sampling, budget: int):
         """A long-thinking trace for this prompt in the served model's format: the opening ("<think>", or
         harmony's analysis channel) unless the prompt opened it, thinking, the closing, the answer and the
-        end-of-sequence token; tokens past the budget are not built. A prompt that ends with
-        an unfinished trace this server generated (a client continuing it in segments) continues that trace
-        where it stopped, as a model conditioned on its own text would."""
+        end-of-sequence token; tokens past the budget are not built. A prompt that ends with an unfinished trace
+        this server generated (a client continuing it in segments) continues that trace where it stopped, as a
+        model conditioned on its own text would."""
         model, tok = self.thinking, self.tokenizer
         with self._lock:
             known = self._unfinished.get(_text_key(text))

@@ -58,7 +58,6 @@ class ThinkingFormat:
     tokens (single tokens that are kept), its end of sequence and SGLang's reasoning parser for it."""
 
     name: str
-    model: str
     open: str
     close: str
     specials: tuple[str, ...]
@@ -68,13 +67,13 @@ class ThinkingFormat:
 
 
 # DeepSeek-R1 distills (and Qwen3 in thinking mode): "<think>" and "</think>" are added tokens, kept in the text.
-R1 = ThinkingFormat("deepseek-r1", DEFAULT_MODEL, "<think>\n", "\n</think>\n\n",
+R1 = ThinkingFormat("deepseek-r1", "<think>\n", "\n</think>\n\n",
                     ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"),
                     "<｜end▁of▁sentence｜>", "deepseek-r1", added=("<think>", "</think>"))
 # gpt-oss (OpenAI's harmony format): reasoning in the analysis channel, the answer in the final channel, every
 # marker a special token, so a server's default skip_special_tokens leaves "analysis...assistantfinal..." in the
 # text; a generation ends with <|return|>.
-HARMONY = ThinkingFormat("gpt-oss", "openai/gpt-oss-20b", "<|channel|>analysis<|message|>",
+HARMONY = ThinkingFormat("gpt-oss", "<|channel|>analysis<|message|>",
                          "<|end|><|start|>assistant<|channel|>final<|message|>",
                          ("<|startoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>",
                           "<|return|>", "<|call|>"), "<|return|>", "gpt-oss")
