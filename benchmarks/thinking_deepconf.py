@@ -41,6 +41,7 @@ from pathlib import Path
 
 from plugin_support import RATE_FIELD, data_dir
 
+from planner.errors import InputError
 from planner.grading import reference_answer, shared_grader
 from planner.jsonl import read_jsonl
 from sglang_plugin import Endpoint, solve
@@ -132,6 +133,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
+    try:
+        args.online = SearchConfig(**json.loads(args.search))
+    except (ValueError, TypeError, InputError) as exc:
+        parser.error(f"--search: {exc}")
     grader = shared_grader()
     budgets = [int(b) for b in args.budgets.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +152,6 @@ def main() -> None:
 
 def measure(folder: Path, label: str, source: Path, problems: list[dict], budgets: list[int], args, grader):
     slug = source.stem
-    online = SearchConfig(**json.loads(args.search))
     references = {p["problem_id"]: reference_answer(p["answer"]) for p in problems}
     rows, checks = [], []
 
@@ -169,7 +173,7 @@ def measure(folder: Path, label: str, source: Path, problems: list[dict], budget
         try:
             before = server.generated()
             lines = run_arm(folder, f"{slug}-online{n}", server.url, source, strategy="deepconf", size=n,
-                            config=SolveConfig(search=online))
+                            config=SolveConfig(search=args.online))
             served = server.generated() - before
         finally:
             server.close()

@@ -16,7 +16,7 @@ from planner.belief.evidence import ConfidenceEvidence
 from planner.confidence import TraceConfidence, kept, percentile, stop_threshold, token_confidence
 from planner.errors import InputError
 from planner.grading import final_answer
-from planner.policies import Thinking
+from planner.policies import Thinking, known_policy
 from sglang_plugin import Endpoint, Planning, solve
 from sglang_plugin.config import SearchConfig, SolveConfig
 from sglang_plugin.programs.traces import apportioned
@@ -226,8 +226,6 @@ def _harmony_turn(s):
 def test_gpt_oss_reads_its_final_channel(tmp_path):
     """gpt-oss writes harmony: every channel marker is a special token, which the server drops by default
     ("analysis...assistantfinal..."), so requests keep them and the answer is read from the final channel."""
-    from planner.policies import known_policy
-
     oss = known_policy("openai/gpt-oss-120b")
     assert oss.thinking.special and oss.params == 5.13e9  # active parameters (a mixture of experts)
     with SimServer([*PROBLEMS, EASY], thinking=True, seed=5, thinking_params=SHORT,
