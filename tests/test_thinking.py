@@ -171,8 +171,31 @@ def test_deepconf_stops_sampling_once_the_vote_is_settled(thinking):
     only the warm-up's most confident trace is above the threshold; a settled vote is the answer."""
     result = solve(EASY.text, "deepconf", 32, Endpoint(thinking.url, transport=FAST), config=config())
     assert result.answer == "42" and result.size["traces"] == result.size["warmup"] == 4
-    assert len(result.branches) == 4 and result.size["settled"] and result.size["voters"] == 4
-    assert [b.confidence >= result.size["threshold"] for b in result.branches].count(True) == 1
+    assert len(result.branches) == 4 and result.size["settled"]
+    answered = [b for b in result.branches if b.answer is not None]
+    assert result.size["voters"] == len(answered) >= 2 and {b.answer for b in answered} == {"42"}
+    assert result.size["cancelled"] == 4 - len(answered)  # still running when two agreed: cut (timing decides)
+
+
+@pytest.mark.parametrize("transport", ["stream", "segments"])
+def test_traces_still_running_when_the_vote_settles_are_cancelled(paced, transport):
+    """Eight warm-up traces, all agreeing: the vote is settled once two have ended, and the six still running
+    are cut there and then, not run to their end; every token they generated is counted, by the server too."""
+    endpoint = Endpoint(paced.url, transport=FAST)
+    before = sim_stats(paced)
+    result = solve(EASY.text, "deepconf", 32, endpoint,
+                   config=config(confidence_transport=transport, deepconf_warmup=8))
+    after = sim_stats(paced)
+    cancelled = [b for b in result.branches if b.finish_reason == "cancelled"]
+    assert result.answer == "42" and result.size["settled"] and result.size["traces"] == 8
+    assert cancelled and result.size["cancelled"] == len(cancelled) and result.size["stopped"] == 0
+    assert all(b.answer is None and 0 < b.thinking_tokens <= b.tokens for b in cancelled)
+    finished = [b for b in result.branches if b.finish_reason == "answer"]
+    assert len(finished) + len(cancelled) == 8 and result.size["voters"] == len(finished)
+    assert after["completion_tokens"] - before["completion_tokens"] == result.cost.completion_tokens
+    if transport == "stream":
+        assert after["aborted_requests"] - before["aborted_requests"] >= 1
+    assert not any(b.independent for b in result.branches)  # the first to end are not plain samples
 
 
 def test_offline_deepconf_votes_the_confident_share(thinking):

@@ -12,8 +12,11 @@ of every token, and its confidence (planner.confidence) is tracked as it arrives
   confidence-weighted vote gives one answer `deepconf_consensus` of the weight (DeepConf's adaptive sampling,
   0.95 there): the voters' vote, or that of every answered trace (a stopped one has none), warm-up traces below
   the threshold included, since a whole trace agreeing is evidence whatever its rank: a problem whose warm-up
-  agrees costs only its warm-up. The settled vote is the answer, so a run never stops for one answer and then
-  gives another.
+  agrees costs only its warm-up. The voters' vote is also settled when its leader still leads after the traces
+  yet to come with probability `deepconf_consensus` (planner.belief.lead). The vote is checked each time a trace
+  ends, not only between waves: once it is settled, the traces still running (warm-up ones included) are cut
+  like stopped ones ("cancelled", their tokens counted). The settled vote is the answer, so a run never stops
+  for one answer and then gives another.
 
 Why an eighth of N warm-up traces (at least 2): the warm-up runs to the end at full price, so at small N it
 bounds the savings (a quarter of N alone costs a quarter of majority@N's tokens); DeepConf itself warms up
@@ -23,8 +26,11 @@ with 16 of 512 traces.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Callable
 
-from planner.confidence import kept, stop_threshold
+from planner.belief.lead import lead_holds
+from planner.confidence import TraceConfidence, kept, stop_threshold
 from sglang_plugin.programs.result import Branch, Selection
 from sglang_plugin.programs.search_run import SearchRun
 
@@ -45,52 +51,82 @@ def deepconf(run: SearchRun) -> Selection:
         return _vote(run, voting, {"n": n, "mode": "offline", "kept": len(voting)})
     warm = warmup_size(n, search.deepconf_warmup)
     traces = run.spawn(warm)
-    run.stream_rollouts(traces)
-    scores = [b.confidence for b in traces if b.confidence is not None and not b.failed]
-    threshold = stop_threshold(scores, keep) if scores else None
-    while len(traces) < n and not _settled_vote(run, traces, threshold, search.deepconf_consensus):
+    vote = OnlineVote(run, n, warm, search.deepconf_consensus)
+    run.stream_rollouts(traces, settled=vote.settles(traces))
+    scores = [b.confidence for b in traces if b.confidence is not None and b.finish_reason not in ("failed", "cancelled")]
+    vote.threshold = stop_threshold(scores, keep) if scores else None
+    while len(traces) < n and not vote.settled(traces):
         wave = run.spawn(min(warm, n - len(traces)))
-        run.stream_rollouts(wave, stop=None if threshold is None else lambda trace: trace.fell_below(threshold))
-        traces += wave
-    stopped = sum(1 for b in traces if b.finish_reason == "stopped")
-    settled = _settled_vote(run, traces, threshold, search.deepconf_consensus)
-    voters = settled or _voters(run, traces, threshold)
-    size = {"n": n, "mode": "online", "warmup": warm, "traces": len(traces), "stopped": stopped,
-            "voters": len(voters), "threshold": threshold, "settled": settled is not None}
+        traces = traces + wave
+        run.stream_rollouts(wave, stop=vote.stop if vote.threshold is not None else None,
+                            settled=vote.settles(traces))
+    ended = Counter(b.finish_reason for b in traces)
+    settled = vote.settled(traces)
+    voters = settled or vote.voters(traces)
+    size = {"n": n, "mode": "online", "warmup": warm, "traces": len(traces), "stopped": ended["stopped"],
+            "cancelled": ended["cancelled"], "voters": len(voters), "threshold": vote.threshold,
+            "settled": settled is not None}
     return _vote(run, voters, size)
 
 
-def _voters(run: SearchRun, traces: list[Branch], threshold: float | None) -> list[Branch]:
-    """The answered traces at or above the threshold (later ones that were not stopped all are); every answered
-    trace when there is no threshold or none is."""
-    answered = run.answered(traces)
-    if threshold is None:
-        return answered
-    above = [b for b in answered if b.confidence is not None and b.confidence >= threshold]
-    return above or answered
+class OnlineVote:
+    """The vote of an online run of N traces: who votes, and whether it is settled before all N are in."""
 
+    def __init__(self, run: SearchRun, n: int, warmup: int, consensus: float | None) -> None:
+        self.run, self.n, self.warmup, self.consensus = run, n, warmup, consensus
+        self.threshold: float | None = None
 
-def _settled_vote(run: SearchRun, traces: list[Branch], threshold: float | None,
-                  consensus: float | None) -> list[Branch] | None:
-    """The traces whose vote is settled: the voters, else every answered trace; None when neither is."""
-    for group in (_voters(run, traces, threshold), run.answered(traces)):
-        if _settled(run, group, consensus):
-            return group
-    return None
+    def stop(self, trace: TraceConfidence) -> bool:
+        """Whether a later trace is cut: its group confidence fell below the warm-up's threshold."""
+        return self.threshold is not None and trace.fell_below(self.threshold)
+
+    def settles(self, traces: list[Branch]) -> Callable[[], bool]:
+        """Asked each time one of `traces` ends: whether their vote is settled, so the rest need not run on."""
+        return lambda: self.settled(traces) is not None
+
+    def voters(self, traces: list[Branch]) -> list[Branch]:
+        """The answered traces at or above the threshold (later ones that were not stopped all are); every
+        answered trace when there is no threshold or none is."""
+        answered = self.run.answered(traces)
+        if self.threshold is None:
+            return answered
+        above = [b for b in answered if b.confidence is not None and b.confidence >= self.threshold]
+        return above or answered
+
+    def settled(self, traces: list[Branch]) -> list[Branch] | None:
+        """The traces whose vote is settled: the voters, else every answered trace; None when neither is (or no
+        consensus is set)."""
+        if self.consensus is None:
+            return None
+        later = [b for b in traces[self.warmup:] if b.finished and b.finish_reason != "cancelled"]
+        cut = sum(1 for b in later if b.finish_reason == "stopped")
+        remaining = self.n - sum(1 for b in traces if b.finished)
+        voters = self.voters(traces)
+        if self._settled(voters, (remaining, len(later) - cut, cut)):
+            return voters
+        answered = self.run.answered(traces)
+        return answered if self._settled(answered) else None
+
+    def _settled(self, group: list[Branch], to_come: tuple[int, int, int] | None = None) -> bool:
+        """At least two traces, and either one answer holds `consensus` of the confidence-weighted vote
+        (DeepConf's adaptive sampling) or, for the voters (`to_come`: the traces yet to come, and how many later
+        traces voted and were cut so far), the leader still leads once they are in with probability `consensus`
+        (planner.belief.lead; each trace's weight counted as the mean weight). Only the voters: traces to come
+        vote only above the threshold, so every answered trace's shares would not be theirs."""
+        if len(group) < 2:
+            return False
+        votes = self.run.vote(group, _weights(group))
+        total = sum(v.score for v in votes)
+        if not votes or total <= 0:
+            return False
+        if votes[0].score / total >= self.consensus:
+            return True
+        unit = total / len(group)
+        return to_come is not None and lead_holds([v.score / unit for v in votes], *to_come) >= self.consensus
 
 
 def _weights(branches: list[Branch]) -> list[float]:
     return [b.confidence if b.confidence is not None else 0.0 for b in branches]
-
-
-def _settled(run: SearchRun, voters: list[Branch], consensus: float | None) -> bool:
-    """Whether at least two traces' confidence-weighted vote gives one answer `consensus` of the weight (never
-    with no consensus set)."""
-    if consensus is None or len(voters) < 2:
-        return False
-    votes = run.vote(voters, _weights(voters))
-    total = sum(v.score for v in votes)
-    return bool(votes) and total > 0 and votes[0].score / total >= consensus
 
 
 def _vote(run: SearchRun, voting: list[Branch], size: dict) -> Selection:

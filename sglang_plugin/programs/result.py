@@ -10,8 +10,9 @@ from planner.grading import Vote
 from planner.records import PlanRecord, Prediction, to_json
 
 # Why a branch stopped. Only "failed" carries an error; "pruned" branches lost a search or resampling step;
-# "stopped" traces were cut by their own low confidence (online DeepConf).
-FINISH_REASONS = ("answer", "eos", "length", "max_steps", "pruned", "stopped", "failed")
+# "stopped" traces were cut by their own low confidence (online DeepConf); "cancelled" ones were still running
+# when the vote was settled without them.
+FINISH_REASONS = ("answer", "eos", "length", "max_steps", "pruned", "stopped", "cancelled", "failed")
 
 
 @dataclass

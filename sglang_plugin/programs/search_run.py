@@ -154,18 +154,19 @@ class SearchRun:
         if len(branches) > 1:
             self.canonicalize(branches, whole=True)
 
-    def stream_rollouts(self, branches: Sequence[Branch],
-                        stop: Callable[[TraceConfidence], bool] | None = None) -> None:
+    def stream_rollouts(self, branches: Sequence[Branch], stop: Callable[[TraceConfidence], bool] | None = None,
+                        settled: Callable[[], bool] | None = None) -> None:
         """Run branches to the end with their confidence (programs/traces.py), all in flight at once; a trace
         for which `stop(confidence)` holds is cut there, its tokens so far paid for and counted, and it ends
-        "stopped" without an answer."""
+        "stopped" without an answer. `settled()` is asked each time a trace ends; once it holds, the traces
+        still running are cut the same way and end "cancelled"."""
         branches = [b for b in branches if not b.finished]
         if not branches:
             return
         self._warm_for(branches)
-        generate_traces(self, branches, stop)
-        if stop is None:  # traces that survived a confidence cut are selected, not plain samples
-            self._independent(branches)
+        generate_traces(self, branches, stop, settled)
+        if stop is None and all(b.finish_reason != "cancelled" for b in branches):
+            self._independent(branches)  # not when some were cut: the rest are selected (the first to end)
 
     @staticmethod
     def _independent(branches: Sequence[Branch]) -> None:

@@ -19,6 +19,7 @@ those of a plain (unstreamed) sample by characters within the sample (see `appor
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -45,39 +46,65 @@ def apportioned(tokens: int, text: str, end: str) -> int | None:
     return round(tokens * (at + len(end)) / len(text))
 
 
-def generate_traces(run: SearchRun, branches: Sequence[Branch], stop: Stop | None) -> None:
+def generate_traces(run: SearchRun, branches: Sequence[Branch], stop: Stop | None,
+                    settled: Callable[[], bool] | None = None) -> None:
     """Run `branches` to their end with their confidence, all in flight at once; a trace for which
-    `stop(confidence)` holds is cut (finish "stopped", no answer, its tokens paid and counted)."""
+    `stop(confidence)` holds is cut (finish "stopped", no answer, its tokens paid and counted). Each trace is
+    added to its branch as soon as it ends; `settled()` is then asked (off the request loop, since it grades
+    answers) and, once it holds, every trace still running is cut the same way (finish "cancelled")."""
     search = run.config.search
     transport = search.confidence_transport
     if transport == "auto":
         incremental = submit(run.endpoint.incremental_streams(run.ledger)).result()
         transport = "stream" if incremental else "segments"
     one = _streamed if transport == "stream" else _segmented
-    traces = [TraceConfidence(search.confidence_window) for _ in branches]
+    cancelled = threading.Event()
 
-    async def every():
-        return await asyncio.gather(*(one(run, branch, trace, stop) for branch, trace in zip(branches, traces)),
-                                    return_exceptions=True)
+    async def trace_of(branch: Branch) -> tuple[TraceConfidence, object]:
+        trace = TraceConfidence(search.confidence_window)
+        try:
+            return trace, await one(run, branch, trace, stop, cancelled)
+        except Exception as exc:  # noqa: BLE001 - an EndpointError fails its branch, anything else is raised below
+            return trace, exc
 
-    for branch, trace, result in zip(branches, traces, submit(every()).result()):
-        if isinstance(result, BaseException) and not isinstance(result, EndpointError):
-            raise result
-        branch.confidence = trace.score
-        if isinstance(result, EndpointError):
-            run.close(branch, error=f"{type(result).__name__}: {result}")
-            continue
-        item, thinking, stopped = result
-        if run.thinking_end is not None:
-            branch.thinking_tokens = thinking
-        if stopped:
-            branch.steps.append(item["text"])
-            branch.tokens += item["meta_info"]["completion_tokens"]
-            if branch.thinking_tokens is None and run.thinking_end is not None:
-                branch.thinking_tokens = branch.tokens  # cut inside its thinking
-            run.close(branch, "stopped")
-        else:
-            run.collect(branch, item)
+    async def every() -> BaseException | None:
+        running = {asyncio.ensure_future(trace_of(branch)): branch for branch in branches}
+        unexpected = None
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                branch = running.pop(task)
+                trace, result = task.result()
+                if isinstance(result, BaseException) and not isinstance(result, EndpointError):
+                    unexpected = unexpected or result
+                    continue
+                await asyncio.to_thread(_finish, run, branch, trace, result)
+            if settled is not None and running and not cancelled.is_set() and await asyncio.to_thread(settled):
+                cancelled.set()
+        return unexpected
+
+    unexpected = submit(every()).result()
+    if unexpected is not None:
+        raise unexpected
+
+
+def _finish(run: SearchRun, branch: Branch, trace: TraceConfidence, result) -> None:
+    """Add one ended trace to its branch: its confidence, text, tokens and how it ended."""
+    branch.confidence = trace.score
+    if isinstance(result, EndpointError):
+        run.close(branch, error=f"{type(result).__name__}: {result}")
+        return
+    item, thinking, cut = result
+    if run.thinking_end is not None:
+        branch.thinking_tokens = thinking
+    if cut is not None:
+        branch.steps.append(item["text"])
+        branch.tokens += item["meta_info"]["completion_tokens"]
+        if branch.thinking_tokens is None and run.thinking_end is not None:
+            branch.thinking_tokens = branch.tokens  # cut inside its thinking
+        run.close(branch, cut)
+    else:
+        run.collect(branch, item)
 
 
 def _logprob_options(run: SearchRun) -> dict:
@@ -88,13 +115,20 @@ def _add(trace: TraceConfidence, tops: list) -> None:
     trace.add(v for v in (token_confidence(top) for top in tops) if v is not None)
 
 
-async def _streamed(run: SearchRun, branch: Branch, trace: TraceConfidence, stop: Stop | None):
-    """One streamed request: (the generation as a plain answer would give it, thinking tokens, stopped)."""
+async def _streamed(run: SearchRun, branch: Branch, trace: TraceConfidence, stop: Stop | None,
+                    cancelled: threading.Event):
+    """One streamed request: (the generation as a plain answer would give it, thinking tokens, why it was cut:
+    None, "stopped" or "cancelled")."""
     reader = StreamReader(run.thinking_end)
+    why: list[str] = []
 
     def on_event(event: dict) -> bool:
         _add(trace, reader.feed(event))
-        return stop is None or not stop(trace)
+        if stop is not None and stop(trace):
+            why.append("stopped")
+        elif cancelled.is_set() and not (event.get("meta_info") or {}).get("finish_reason"):
+            why.append("cancelled")  # a trace whose last chunk came is not cut: it keeps its answer
+        return not why
 
     sampling = {**run.sampling_for(branch), "stream_interval": run.config.search.confidence_stream_interval}
     payload = run.endpoint.payload(run.prompt + branch.text, sampling, _logprob_options(run))
@@ -103,11 +137,13 @@ async def _streamed(run: SearchRun, branch: Branch, trace: TraceConfidence, stop
     if stopped and last is not None:  # the server's last chunk counts the tokens generated after the cut too
         served = int((last.get("meta_info") or {}).get("completion_tokens") or 0)
         item["meta_info"]["completion_tokens"] = max(served, reader.completion_tokens)
-    return item, reader.thinking_tokens, stopped
+    return item, reader.thinking_tokens, why[0] if stopped and why else None
 
 
-async def _segmented(run: SearchRun, branch: Branch, trace: TraceConfidence, stop: Stop | None):
-    """Consecutive requests continuing the trace: (the whole generation, thinking tokens, stopped)."""
+async def _segmented(run: SearchRun, branch: Branch, trace: TraceConfidence, stop: Stop | None,
+                     cancelled: threading.Event):
+    """Consecutive requests continuing the trace: (the whole generation, thinking tokens, why it was cut: None,
+    "stopped" or "cancelled"). A cancelled trace is simply not continued; one that ended keeps its answer."""
     segment, end = run.config.search.confidence_segment_tokens, run.thinking_end
     text, tokens, thinking, meta = "", 0, None, {}
     thinking_open = end is not None
@@ -129,10 +165,12 @@ async def _segmented(run: SearchRun, branch: Branch, trace: TraceConfidence, sto
                 thinking = tokens
         item = {"text": text, "meta_info": {**meta, "completion_tokens": tokens}}
         if stop is not None and stop(trace):
-            return item, thinking, True
+            return item, thinking, "stopped"
         ended_by_thinking = reason.get("type") == "stop" and reason.get("matched") == end
         if reason.get("type") == "length" and count < sampling["max_new_tokens"]:
-            return item, thinking, False  # the server's own limit (context): the trace cannot go on
+            return item, thinking, None  # the server's own limit (context): the trace cannot go on
         if not (reason.get("type") == "length" or ended_by_thinking) or tokens + branch.tokens >= run.max_tokens \
                 or count == 0:
-            return item, thinking, False
+            return item, thinking, None
+        if cancelled.is_set():
+            return item, thinking, "cancelled"
