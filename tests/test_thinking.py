@@ -198,6 +198,22 @@ def test_traces_still_running_when_the_vote_settles_are_cancelled(paced, transpo
     assert not any(b.independent for b in result.branches)  # the first to end are not plain samples
 
 
+def test_deepconf_stops_once_no_trace_to_come_would_change_the_winner():
+    """Split votes that never reach 95% of the weight: sampling still stops before N once the voters' leader
+    holds after the traces to come with probability 95% (planner.belief.lead), and the answer is that leader."""
+    early = []
+    with SimServer(PROBLEMS, thinking=True, seed=4, thinking_params=SHORT) as server:
+        for problem in PROBLEMS:
+            result = solve(problem.text, "deepconf", 32, Endpoint(server.url, transport=FAST), config=config())
+            total = sum(v.score for v in result.votes)
+            if result.size["traces"] < 32 and result.votes[0].score / total < 0.95:
+                early.append(result)
+    assert early  # at this seed two problems stop at 16 and 28 traces of 32 on a 57-67% majority
+    for result in early:
+        assert result.size["settled"] and result.answer == result.votes[0].answer
+        assert result.size["voters"] == sum(len(v.branches) for v in result.votes)
+
+
 def test_offline_deepconf_votes_the_confident_share(thinking):
     result = solve(PROBLEMS[2].text, "deepconf", 8, Endpoint(thinking.url, transport=FAST),
                    config=config(deepconf_mode="offline"))

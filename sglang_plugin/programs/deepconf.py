@@ -102,7 +102,7 @@ class OnlineVote:
         cut = sum(1 for b in later if b.finish_reason == "stopped")
         remaining = self.n - sum(1 for b in traces if b.finished)
         voters = self.voters(traces)
-        if self._settled(voters, (remaining, len(later) - cut, cut)):
+        if self._settled(voters, (remaining, len(later) - cut, cut) if remaining > 0 else None):
             return voters
         answered = self.run.answered(traces)
         return answered if self._settled(answered) else None
