@@ -184,7 +184,7 @@ def test_traces_still_running_when_the_vote_settles_are_cancelled(paced, transpo
     endpoint = Endpoint(paced.url, transport=FAST)
     before = sim_stats(paced)
     result = solve(EASY.text, "deepconf", 32, endpoint,
-                   config=config(confidence_transport=transport, deepconf_warmup=8))
+                   config=config(confidence_transport=transport, deepconf_warmup=8, confidence_segment_tokens=64))
     after = sim_stats(paced)
     cancelled = [b for b in result.branches if b.finish_reason == "cancelled"]
     assert result.answer == "42" and result.size["settled"] and result.size["traces"] == 8

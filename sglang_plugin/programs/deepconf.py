@@ -53,7 +53,8 @@ def deepconf(run: SearchRun) -> Selection:
     traces = run.spawn(warm)
     vote = OnlineVote(run, n, warm, search.deepconf_consensus)
     run.stream_rollouts(traces, settled=vote.settles(traces))
-    scores = [b.confidence for b in traces if b.confidence is not None and b.finish_reason not in ("failed", "cancelled")]
+    scores = [b.confidence for b in traces
+              if b.confidence is not None and b.finish_reason not in ("failed", "cancelled")]
     vote.threshold = stop_threshold(scores, keep) if scores else None
     while len(traces) < n and not vote.settled(traces):
         wave = run.spawn(min(warm, n - len(traces)))

@@ -68,18 +68,23 @@ def generate_traces(run: SearchRun, branches: Sequence[Branch], stop: Stop | Non
             return trace, exc
 
     async def every() -> BaseException | None:
+        """Every trace to its end; the first unexpected error is returned once none is left running (it cuts the
+        others at once, so no request outlives the call)."""
         running = {asyncio.ensure_future(trace_of(branch)): branch for branch in branches}
         unexpected = None
         while running:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                branch = running.pop(task)
-                trace, result = task.result()
-                if isinstance(result, BaseException) and not isinstance(result, EndpointError):
-                    unexpected = unexpected or result
-                    continue
-                await asyncio.to_thread(_finish, run, branch, trace, result)
-            if settled is not None and running and not cancelled.is_set() and await asyncio.to_thread(settled):
+            try:
+                for task in done:
+                    branch = running.pop(task)
+                    trace, result = task.result()
+                    if isinstance(result, BaseException) and not isinstance(result, EndpointError):
+                        raise result
+                    await asyncio.to_thread(_finish, run, branch, trace, result)
+                if settled is not None and running and not cancelled.is_set() and await asyncio.to_thread(settled):
+                    cancelled.set()
+            except Exception as exc:  # noqa: BLE001 - raised by the caller once the rest are cut
+                unexpected = unexpected or exc
                 cancelled.set()
         return unexpected
 
