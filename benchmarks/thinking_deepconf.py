@@ -25,6 +25,10 @@ online DeepConf arms' SearchConfig (the majority and offline rows do not depend 
 
 Prints one table per data set and the bars: online DeepConf within 1 point of majority@N with at most half its
 tokens; the cheapest adaptive arm at majority@32's accuracy (or better) with at most a quarter of its tokens.
+Then, for each online run, where its tokens went (from each result line's `plan.deepconf`): traces per problem,
+traces stopped by confidence and cancelled once the vote settled with the share of tokens they took, problems
+settled before N, and the share of tokens spent on the hardest problems (answered at a rate under
+HARD_RATE) beside majority@N's share there.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from sglang_plugin.runs.batch import run_batch
 from sglang_plugin.runs.settings import RunSettings
 
 SIZES = (8, 16, 32)
+HARD_RATE = 0.1
 OFFLINE = SearchConfig(deepconf_mode="offline")
 
 
@@ -148,6 +153,8 @@ def main() -> None:
             source.write_text("".join(json.dumps(p) + "\n" for p in problems), encoding="utf-8")
             rows, checks = measure(folder, label, source, problems, budgets, args, grader)
             report(label, len(problems), rows, checks)
+            hard = {p["problem_id"] for p in problems if p["pass_rate"] < HARD_RATE}
+            spending(rows, hard, len(problems))
 
 
 def measure(folder: Path, label: str, source: Path, problems: list[dict], budgets: list[int], args, grader):
@@ -178,6 +185,7 @@ def measure(folder: Path, label: str, source: Path, problems: list[dict], budget
         finally:
             server.close()
         row = line_row(f"deepconf online@{n}", lines)
+        row["deepconf"] = [line["plan"]["deepconf"] for line in lines]
         checks.append((f"deepconf online@{n}", served, sum(line["cost"]["completion_tokens"] for line in lines)))
         rows.append(row)
         print(f"[{label}] online@{n} done", flush=True)
@@ -199,10 +207,10 @@ def subset_row(name: str, n: int, traces: dict, references: dict, grader, *, wei
     traces of the sampled run."""
     from planner.confidence import kept
 
-    correct, tokens = [], []
+    correct, tokens = [], {}
     for pid, branches in traces.items():
         branches = sorted(branches, key=lambda b: b.id)[:n]
-        tokens.append(sum(b.tokens for b in branches))
+        tokens[pid] = sum(b.tokens for b in branches)
         answered = [b for b in branches if b.answer is not None and not b.failed]
         if weighted:
             answered = [answered[i] for i in kept([b.confidence for b in answered], OFFLINE.keep_share)]
@@ -210,12 +218,34 @@ def subset_row(name: str, n: int, traces: dict, references: dict, grader, *, wei
                             [b.confidence or 0.0 for b in answered] if weighted else None)
         answer = votes[0].answer if votes else None
         correct.append(grader.correct(references[pid], answer))
-    return {"arm": name, "accuracy": sum(correct) / len(correct), "tokens": sum(tokens) / len(tokens)}
+    return {"arm": name, "accuracy": sum(correct) / len(correct), "tokens": sum(tokens.values()) / len(tokens),
+            "by_problem": tokens}
 
 
 def line_row(name: str, lines: list[dict]) -> dict:
     return {"arm": name, "accuracy": sum(bool(line.get("correct")) for line in lines) / len(lines),
-            "tokens": sum(line["cost"]["completion_tokens"] for line in lines) / len(lines)}
+            "tokens": sum(line["cost"]["completion_tokens"] for line in lines) / len(lines),
+            "by_problem": {line["problem_id"]: line["cost"]["completion_tokens"] for line in lines}}
+
+
+def spending(rows: list[dict], hard: set[str], count: int) -> None:
+    """Where each online run's generated tokens went."""
+    by = {r["arm"]: r for r in rows}
+
+    def hard_share(row: dict) -> float:
+        return sum(t for pid, t in row["by_problem"].items() if pid in hard) / max(sum(row["by_problem"].values()), 1)
+
+    for n in SIZES:
+        row = by[f"deepconf online@{n}"]
+        traces, total = row["deepconf"], max(sum(row["by_problem"].values()), 1)
+        print(f"online deepconf@{n}: {sum(t['traces'] for t in traces) / len(traces):.1f} traces per problem; "
+              f"{sum(t['stopped'] for t in traces)} stopped by confidence "
+              f"({sum(t['stopped_tokens'] for t in traces) / total:.0%} of its tokens), "
+              f"{sum(t['cancelled'] for t in traces)} cancelled once settled "
+              f"({sum(t['cancelled_tokens'] for t in traces) / total:.0%}); "
+              f"{sum(t['settled'] for t in traces) / len(traces):.0%} of problems settled before N; "
+              f"the {len(hard)} of {count} problems at rate < {HARD_RATE} took {hard_share(row):.0%} of its tokens "
+              f"(of majority@{n}'s: {hard_share(by[f'majority@{n}']):.0%})")
 
 
 def report(label: str, count: int, rows: list[dict], checks: list[tuple]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from planner.errors import InputError
 from planner.grading.config import GradingConfig
+from planner.records import DEEPCONF_MODES
 from planner.strategies import DEFAULT_BEAM_WIDTH
 
 # The instruction the outcome labels in shared/data were sampled with (see its README).
@@ -25,7 +26,6 @@ DEFAULT_INSTRUCTION = " Let's think step by step and output the final answer wit
 DEFAULT_TEMPERATURE = 0.6
 AGGREGATIONS = ("last", "min", "prod", "mean")
 PF_SELECTIONS = ("weighted_vote", "max_weight")
-DEEPCONF_MODES = ("online", "offline")
 CONFIDENCE_TRANSPORTS = ("auto", "stream", "segments")
 DEEPCONF_KEEP = {"online": 0.1, "offline": 0.9}  # DeepConf-low online, DeepConf-high offline
 

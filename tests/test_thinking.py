@@ -17,6 +17,7 @@ from planner.confidence import TraceConfidence, kept, percentile, stop_threshold
 from planner.errors import InputError
 from planner.grading import final_answer
 from planner.policies import Thinking, known_policy
+from planner.records import ResultLine
 from sglang_plugin import Endpoint, Planning, solve
 from sglang_plugin.config import SearchConfig, SolveConfig
 from sglang_plugin.programs.traces import apportioned
@@ -147,7 +148,9 @@ def test_online_deepconf_cuts_traces_and_counts_every_token(paced, transport):
     stopped = [b for b in result.branches if b.finish_reason == "stopped"]
     assert result.size["mode"] == "online" and result.size["warmup"] == 2
     assert result.size["traces"] == len(result.branches) == 16  # no consensus stop
-    assert stopped and result.size["stopped"] == len(stopped)
+    assert stopped and result.plan.deepconf.stopped == len(stopped)
+    assert result.plan.deepconf.stopped_tokens == sum(b.tokens for b in stopped)
+    assert result.plan.deepconf.threshold is not None and result.plan.deepconf.traces == 16
     assert all(b.answer is None and b.tokens >= WINDOW for b in stopped)
     voters = {i for vote in result.votes for i in vote.branches}
     assert voters and not voters & {b.id for b in stopped}
@@ -171,10 +174,10 @@ def test_deepconf_stops_sampling_once_the_vote_is_settled(thinking):
     only the warm-up's most confident trace is above the threshold; a settled vote is the answer."""
     result = solve(EASY.text, "deepconf", 32, Endpoint(thinking.url, transport=FAST), config=config())
     assert result.answer == "42" and result.size["traces"] == result.size["warmup"] == 4
-    assert len(result.branches) == 4 and result.size["settled"]
+    assert len(result.branches) == 4 and result.plan.deepconf.settled
     answered = [b for b in result.branches if b.answer is not None]
-    assert result.size["voters"] == len(answered) >= 2 and {b.answer for b in answered} == {"42"}
-    assert result.size["cancelled"] == 4 - len(answered)  # still running when two agreed: cut (timing decides)
+    assert result.plan.deepconf.voters == len(answered) >= 2 and {b.answer for b in answered} == {"42"}
+    assert result.plan.deepconf.cancelled == 4 - len(answered)  # still running when two agreed: cut (timing decides)
 
 
 @pytest.mark.parametrize("transport", ["stream", "segments"])
@@ -187,11 +190,12 @@ def test_traces_still_running_when_the_vote_settles_are_cancelled(paced, transpo
                    config=config(confidence_transport=transport, deepconf_warmup=8, confidence_segment_tokens=64))
     after = sim_stats(paced)
     cancelled = [b for b in result.branches if b.finish_reason == "cancelled"]
-    assert result.answer == "42" and result.size["settled"] and result.size["traces"] == 8
-    assert cancelled and result.size["cancelled"] == len(cancelled) and result.size["stopped"] == 0
+    assert result.answer == "42" and result.plan.deepconf.settled and result.size["traces"] == 8
+    assert cancelled and result.plan.deepconf.cancelled == len(cancelled) and result.plan.deepconf.stopped == 0
+    assert result.plan.deepconf.cancelled_tokens == sum(b.tokens for b in cancelled) > 0
     assert all(b.answer is None and 0 < b.thinking_tokens <= b.tokens for b in cancelled)
     finished = [b for b in result.branches if b.finish_reason == "answer"]
-    assert len(finished) + len(cancelled) == 8 and result.size["voters"] == len(finished)
+    assert len(finished) + len(cancelled) == 8 and result.plan.deepconf.voters == len(finished)
     assert after["completion_tokens"] - before["completion_tokens"] == result.cost.completion_tokens
     if transport == "stream":
         assert after["aborted_requests"] - before["aborted_requests"] >= 1
@@ -210,8 +214,8 @@ def test_deepconf_stops_once_no_trace_to_come_would_change_the_winner():
                 early.append(result)
     assert early  # at this seed two problems stop at 16 and 28 traces of 32 on a 57-67% majority
     for result in early:
-        assert result.size["settled"] and result.answer == result.votes[0].answer
-        assert result.size["voters"] == sum(len(v.branches) for v in result.votes)
+        assert result.plan.deepconf.settled and result.answer == result.votes[0].answer
+        assert result.plan.deepconf.voters == sum(len(v.branches) for v in result.votes)
 
 
 def test_offline_deepconf_votes_the_confident_share(thinking):
@@ -314,6 +318,17 @@ def test_run_with_deepconf_reports_thinking_and_answer_tokens(tmp_path):
     assert all(0 < line["thinking_tokens"] < line["cost"]["completion_tokens"] for line in written)
     assert sum(line["cost"]["completion_tokens"] for line in written) == served  # the stream probe's 2 included
     assert "spent thinking" in done.stdout and "answering" in done.stdout
+    traces = [line["plan"]["deepconf"] for line in written]  # how each problem's traces ended, in its line
+    assert all(t["mode"] == "online" and t["warmup"] == 2 <= t["traces"] <= 16 for t in traces)
+    stopped, cancelled = sum(t["stopped"] for t in traces), sum(t["cancelled"] for t in traces)
+    summary = next(row for row in done.stdout.splitlines() if row.startswith("deepconf"))
+    assert f"{stopped} stopped by confidence" in summary and f"{cancelled} cancelled" in summary
+    assert f"{sum(t['settled'] for t in traces)} of 4 problems settled" in summary
+    read = [ResultLine.from_dict(line) for line in written]  # typed, as report and calibrate read it
+    assert [line.plan.deepconf.stopped_tokens for line in read] == [t["stopped_tokens"] for t in traces]
+    bad = dict(written[0], plan=dict(written[0]["plan"], deepconf=dict(traces[0], mode="sometimes")))
+    with pytest.raises(InputError, match="plan.deepconf.mode"):
+        ResultLine.from_dict(bad)
 
 
 @needs_smg

@@ -28,9 +28,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from planner.belief.lead import lead_holds
 from planner.confidence import TraceConfidence, kept, stop_threshold
+from planner.records import DeepConfTrace
 from sglang_plugin.programs.result import Branch, Selection
 from sglang_plugin.programs.search_run import SearchRun
 
@@ -48,6 +50,7 @@ def deepconf(run: SearchRun) -> Selection:
         run.stream_rollouts(traces)
         answered = run.answered(traces)
         voting = [answered[i] for i in kept([b.confidence for b in answered], keep)]
+        _record(run, DeepConfTrace("offline", len(traces), 0, 0, len(voting), False, 0, 0))
         return _vote(run, voting, {"n": n, "mode": "offline", "kept": len(voting)})
     warm = warmup_size(n, search.deepconf_warmup)
     traces = run.spawn(warm)
@@ -62,12 +65,14 @@ def deepconf(run: SearchRun) -> Selection:
         run.stream_rollouts(wave, stop=vote.stop if vote.threshold is not None else None,
                             settled=vote.settles(traces))
     ended = Counter(b.finish_reason for b in traces)
+    spent: Counter = Counter()
+    for b in traces:
+        spent[b.finish_reason] += b.tokens
     settled = vote.settled(traces)
     voters = settled or vote.voters(traces)
-    size = {"n": n, "mode": "online", "warmup": warm, "traces": len(traces), "stopped": ended["stopped"],
-            "cancelled": ended["cancelled"], "voters": len(voters), "threshold": vote.threshold,
-            "settled": settled is not None}
-    return _vote(run, voters, size)
+    _record(run, DeepConfTrace("online", len(traces), ended["stopped"], ended["cancelled"], len(voters),
+                               settled is not None, spent["stopped"], spent["cancelled"], warm, vote.threshold))
+    return _vote(run, voters, {"n": n, "mode": "online", "warmup": warm, "traces": len(traces)})
 
 
 class OnlineVote:
@@ -124,6 +129,12 @@ class OnlineVote:
             return True
         unit = total / len(group)
         return to_come is not None and lead_holds([v.score / unit for v in votes], *to_come) >= self.consensus
+
+
+def _record(run: SearchRun, trace: DeepConfTrace) -> None:
+    """Add the trace to the run's plan (which the frame sets before the body runs)."""
+    if run.plan is not None:
+        run.plan = replace(run.plan, deepconf=trace)
 
 
 def _weights(branches: list[Branch]) -> list[float]:

@@ -1,16 +1,17 @@
 """The end-of-run summary, computed from the result lines themselves (so a resumed run reports the whole
 output, not just its last session): accuracy where references exist, cost per problem in tokens and
-FLOPs, prefix-cache hits, and the same per predicted difficulty bin."""
+FLOPs, prefix-cache hits, and the same per predicted difficulty bin; for DeepConf lines, how their traces
+ended."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from planner.cost import Cost
 from planner.difficulty import BINS
-from planner.records import ResultLine
+from planner.records import DeepConfTrace, ResultLine
 
 
 @dataclass
@@ -47,6 +48,33 @@ class Tally:
 
 
 @dataclass
+class DeepConfTally:
+    """DeepConf lines: how their traces ended and what the cut ones cost."""
+
+    problems: int = 0
+    settled: int = 0
+    traces: int = 0
+    stopped: int = 0
+    cancelled: int = 0
+    stopped_tokens: int = 0
+    cancelled_tokens: int = 0
+    completion_tokens: int = 0  # of these lines
+
+    def add(self, trace: DeepConfTrace, completion_tokens: int) -> None:
+        self.problems += 1
+        self.settled += trace.settled
+        self.traces += trace.traces
+        self.stopped += trace.stopped
+        self.cancelled += trace.cancelled
+        self.stopped_tokens += trace.stopped_tokens
+        self.cancelled_tokens += trace.cancelled_tokens
+        self.completion_tokens += completion_tokens
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class RunSummary:
     total: Tally
     by_difficulty: dict[str, Tally]
@@ -57,6 +85,7 @@ class RunSummary:
     session_problems: int
     policy_params: float | None
     reward_params: float | None  # None: a reward model of unknown size
+    deepconf: DeepConfTally = field(default_factory=DeepConfTally)
 
     def flops_per_problem(self, tally: Tally) -> float | None:
         if self.policy_params is None or not tally.problems:
@@ -74,7 +103,8 @@ class RunSummary:
                 "cost": total.cost.to_dict(), "strategies": dict(self.strategies), "stops": dict(self.stops),
                 "branches": total.branches, "failed_branches": total.failed_branches,
                 "thinking_tokens": total.thinking_tokens,
-                "adaptive_samples": self.adaptive_samples, "wall_time": self.wall_time,
+                "adaptive_samples": self.adaptive_samples, "deepconf": self.deepconf.to_dict(),
+                "wall_time": self.wall_time,
                 "session_problems": self.session_problems}
 
 
@@ -85,8 +115,11 @@ def summarize(lines: Iterable[ResultLine], *, wall_time: float, session_problems
     strategies: Counter = Counter()
     stops: Counter = Counter()
     samples = 0
+    deepconf = DeepConfTally()
     for line in lines:
         total.add(line)
+        if line.plan is not None and line.plan.deepconf is not None:
+            deepconf.add(line.plan.deepconf, line.cost.completion_tokens)
         if line.difficulty in by_difficulty:
             by_difficulty[line.difficulty].add(line)
         trace = line.adaptive
@@ -97,7 +130,7 @@ def summarize(lines: Iterable[ResultLine], *, wall_time: float, session_problems
         elif line.strategy:
             strategies[f"{line.strategy}@{line.plan.size}" if line.plan is not None else line.strategy] += 1
     return RunSummary(total, {k: v for k, v in by_difficulty.items() if v.problems}, strategies, stops, samples,
-                      wall_time, session_problems, policy_params, reward_params)
+                      wall_time, session_problems, policy_params, reward_params, deepconf)
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -137,6 +170,14 @@ def format_summary(summary: RunSummary) -> str:
         adaptive = sum(summary.stops.values())
         reasons = ", ".join(f"{reason} x{count}" for reason, count in summary.stops.most_common())
         lines.append(f"adaptive      {summary.adaptive_samples / adaptive:.2f} samples per problem; stopped: {reasons}")
+    deepconf = summary.deepconf
+    if deepconf.problems:
+        generated = max(deepconf.completion_tokens, 1)
+        lines.append(f"deepconf      {deepconf.traces / deepconf.problems:.2f} traces per problem; "
+                     f"{deepconf.stopped} stopped by confidence ({deepconf.stopped_tokens / generated:.1%} of the "
+                     f"generated tokens), {deepconf.cancelled} cancelled once the vote settled "
+                     f"({deepconf.cancelled_tokens / generated:.1%}); {deepconf.settled} of {deepconf.problems} "
+                     "problems settled before N")
     if summary.by_difficulty:
         lines.append("by predicted difficulty:")
         for name, tally in summary.by_difficulty.items():
