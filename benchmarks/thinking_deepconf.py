@@ -243,9 +243,9 @@ def spending(rows: list[dict], hard: set[str], count: int) -> None:
               f"({sum(t['stopped_tokens'] for t in traces) / total:.0%} of its tokens), "
               f"{sum(t['cancelled'] for t in traces)} cancelled once settled "
               f"({sum(t['cancelled_tokens'] for t in traces) / total:.0%}); "
-              f"{sum(t['settled'] for t in traces) / len(traces):.0%} of problems settled before N; "
-              f"the {len(hard)} of {count} problems at rate < {HARD_RATE} took {hard_share(row):.0%} of its tokens "
-              f"(of majority@{n}'s: {hard_share(by[f'majority@{n}']):.0%})")
+              f"{sum(t['settled'] for t in traces) / len(traces):.0%} of problems settled before N"
+              + (f"; the {len(hard)} of {count} problems at rate < {HARD_RATE} took {hard_share(row):.0%} of its "
+                 f"tokens (of majority@{n}'s: {hard_share(by[f'majority@{n}']):.0%})" if hard else ""))
 
 
 def report(label: str, count: int, rows: list[dict], checks: list[tuple]) -> None:
