@@ -176,7 +176,7 @@ def test_plan_and_prediction_are_in_the_result(endpoint, orm, planner):
     # A forced strategy carries its plan, and with a planning the prediction and the table's expectations.
     plain = solve(MEDIUM.text, "weighted_vote", 4, endpoint, orm).to_dict()
     assert plain["plan"] == {"strategy": "weighted_vote", "size": 4, "expected_accuracy": None,
-                             "expected_cost": None, "beam_width": None, "adaptive": None}
+                             "expected_cost": None, "beam_width": None, "adaptive": None, "deepconf": None}
     assert plain["prediction"] is None
     planned = solve(MEDIUM.text, "weighted_vote", 4, endpoint, orm, planning=planner, pass_at_1=0.3).to_dict()
     assert planned["prediction"]["pass_at_1"] == 0.3 and planned["prediction"]["model"] == "given"
