@@ -63,7 +63,8 @@ class SearchConfig:
     pf_temperature: float = 1.0  # T in softmax(logit(reward) / T)
     pf_ess_threshold: float = 0.5  # resample when ESS < threshold * particles
     pf_selection: str = "weighted_vote"
-    seed: int = 0  # the program's own randomness (particle resampling)
+    # The program's own randomness (particle resampling) and, on a deterministic server, each branch's sampling_seed.
+    seed: int = 0
     # Confidence filtering (DeepConf, planner.confidence): window and top-k of the token confidence, online
     # (warm-up traces set a stop threshold) or offline (filter finished traces), the share of traces kept
     # (None: 0.1 online, DeepConf-low as in DeepConf's online reference code; 0.9 offline, DeepConf-high),

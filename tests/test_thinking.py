@@ -180,15 +180,23 @@ def test_deepconf_stops_sampling_once_the_vote_is_settled(thinking):
     assert result.plan.deepconf.cancelled == 4 - len(answered)  # still running when two agreed: cut (timing decides)
 
 
+@pytest.fixture(scope="module")
+def slow():
+    """Tokens take long enough (about half a second per trace) that the vote settles, graded off the request
+    loop, well before the longer traces end, however busy the machine."""
+    with SimServer([EASY], thinking=True, seed=4, thinking_params=SHORT, token_delay_ms=1.0) as server:
+        yield server
+
+
 @pytest.mark.parametrize("transport", ["stream", "segments"])
-def test_traces_still_running_when_the_vote_settles_are_cancelled(paced, transport):
+def test_traces_still_running_when_the_vote_settles_are_cancelled(slow, transport):
     """Eight warm-up traces, all agreeing: the vote is settled once two have ended, and the six still running
     are cut there and then, not run to their end; every token they generated is counted, by the server too."""
-    endpoint = Endpoint(paced.url, transport=FAST)
-    before = sim_stats(paced)
+    endpoint = Endpoint(slow.url, transport=FAST)
+    before = sim_stats(slow)
     result = solve(EASY.text, "deepconf", 32, endpoint,
                    config=config(confidence_transport=transport, deepconf_warmup=8, confidence_segment_tokens=64))
-    after = sim_stats(paced)
+    after = sim_stats(slow)
     cancelled = [b for b in result.branches if b.finish_reason == "cancelled"]
     assert result.answer == "42" and result.plan.deepconf.settled and result.size["traces"] == 8
     assert cancelled and result.plan.deepconf.cancelled == len(cancelled) and result.plan.deepconf.stopped == 0

@@ -53,6 +53,9 @@ log = logger(__name__)
 @click.option("--incremental-streaming-output/--no-incremental-streaming-output", default=None,
               help="Streamed chunks carry only the new text and logprobs (SGLang 0.5.23's option). "
                    "Default: on with --thinking, off otherwise (SGLang 0.5.2's chunks).")
+@click.option("--enable-deterministic-inference", is_flag=True, default=False,
+              help="Like SGLang's flag (0.5.3 on): a sampled request without sampling_seed uses seed 42, so "
+                   "identical requests get identical samples; server info says so.")
 @click.option("--reward-auroc", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
               show_default=True, help="How well simulated reward scores rank correct above wrong.")
 @click.option("--confidence-gap", type=click.FloatRange(0), default=0.3, show_default=True,

@@ -19,6 +19,7 @@ scoring. Failed branches never count as answers.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -54,6 +55,14 @@ def aggregate(scores: Sequence[float | None], how: str) -> float | None:
     if how == "prod":
         return float(math.prod(scores))
     return float(sum(scores) / len(scores))
+
+
+def sampling_seed(seed: int, branch: int) -> int:
+    """A branch's own sampling seed on a deterministic server (SGLang's `sampling_seed`, in [0, 2**63)): the
+    same for the same search seed and branch id, so a run is reproducible there and branch k of every strategy
+    draws the same sample; different across branches, so they do not all draw one sample."""
+    digest = hashlib.blake2b(f"{seed}/{branch}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 def split_steps(text: str, delimiter: str) -> list[str]:
@@ -95,6 +104,8 @@ class SearchRun:
         self.policy = (planning or Planning()).policy_of(self.served)
         self.thinking_end = self.policy.thinking.end if self.policy.thinking else None
         self.max_tokens = self.config.sampling.max_tokens or self.policy.max_tokens
+        # On a deterministic server every branch needs a seed of its own, or all would draw the same sample.
+        self.seeded = self.config.sampling.temperature > 0 and self.endpoint.deterministic
         self.plan: PlanRecord | None = None  # what the planner decided, set before or by the strategy
         self.prediction: Prediction | None = None
         self.ledger = CostLedger()
@@ -230,6 +241,8 @@ class SearchRun:
                   "max_new_tokens": min(search.max_step_tokens, left) if step else left}
         if step:
             params["stop"] = [search.step_delimiter]
+        if self.seeded:
+            params["sampling_seed"] = sampling_seed(search.seed, branch.id)
         if self.policy.thinking is not None and self.policy.thinking.special:
             params.update(skip_special_tokens=False, spaces_between_special_tokens=False)  # the end must stay legible
         return params

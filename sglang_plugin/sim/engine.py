@@ -4,7 +4,9 @@ logprobs in SGLang's formats, the radix prefix cache, reward scores, sampling dr
 Sampling randomness: the k-th request with a given (text, sampling parameters) uses draw k of a generator
 keyed by (seed, text, parameters, k), so identical concurrent requests (forks) get different samples while
 the multiset of outcomes is the same whatever order the threads run in. temperature 0 (or top_k 1) is
-greedy: always draw 0. A request's `sampling_seed` picks the draw itself.
+greedy: always draw 0. A request's `sampling_seed` picks the draw itself. With deterministic inference on
+(SGLang's --enable-deterministic-inference), a sampled request without a seed gets SGLang's default seed, 42, as
+there: identical requests then get identical samples.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ DEFAULT_CONTEXT = 4096
 SGLANG_VERSION = "0.5.2"  # the protocol version the stand-in speaks (what /get_server_info's "version" says)
 FILLER = "\n\nThe solution above is complete."
 DRAW_MEMORY = 1_000_000
+DETERMINISTIC_DEFAULT_SEED = 42  # SGLang's seed for requests without one under deterministic inference
 UNFINISHED_MEMORY = 100_000
 MAX_RUNNING_REQUESTS = 4096
 _ALTERNATIVES = (" the", " a", ",", ".", " =", " $", "\n", "1", "2", " is", " of", " we", " and", " +", " to", "0")
@@ -53,6 +56,7 @@ class SimConfig:
     thinking_params: think.ThinkingParams | None = None  # None: the published/assumed defaults (README table)
     stream_interval: int = 1              # tokens per streamed chunk (a request's own stream_interval wins)
     incremental_streaming_output: bool | None = None  # None: on for the thinking profile, off otherwise
+    enable_deterministic_inference: bool = False  # a request without sampling_seed samples with seed 42
     seed: int = 0
     default_rate: float = 0.5
     reward_auroc: float = 0.9
@@ -287,6 +291,8 @@ class SimEngine:
             draw = f"seed{sampling.sampling_seed}"
         elif sampling.greedy:
             draw = "0"
+        elif self.config.enable_deterministic_inference:
+            draw = f"seed{DETERMINISTIC_DEFAULT_SEED}"
         else:
             with self._lock:
                 count = self._draws.pop(key, 0)
@@ -672,6 +678,8 @@ class SimEngine:
             "load_balance_method": "round_robin", "disaggregation_mode": "null",
             "reasoning_parser": self.format.reasoning_parser if self.format else None, "tool_call_parser": None,
         }
+        if cfg.enable_deterministic_inference:  # a later release's argument, absent from 0.5.2's info
+            args["enable_deterministic_inference"] = True
         return {
             **args, "status": "ready", "max_total_num_tokens": self.max_total_num_tokens,
             "max_req_input_len": self.max_req_input_len, "simulated": True, "sim_config": asdict(cfg),

@@ -54,6 +54,7 @@ class Endpoint(RuntimeEndpoint):
         self.chat_template = chat_template(chat_template_name or (known.chat_template if known else None),
                                            self.model_info["model_path"])
         self._incremental: bool | None = None
+        self._deterministic: bool | None = None
 
     def _model_info(self) -> dict:
         """GET /get_model_info; through a gateway whose worker that answers it is down (smg asks one worker
@@ -136,6 +137,21 @@ class Endpoint(RuntimeEndpoint):
             tops = (second or {}).get("meta_info", {}).get("output_top_logprobs")
             self._incremental = len(seen) >= 2 and isinstance(tops, list) and len(tops) == 1
         return self._incremental
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the server samples deterministically (SGLang 0.5.3 on, started with
+        --enable-deterministic-inference): there a sampled request without its own `sampling_seed` is sampled
+        with seed 42, so N identical requests give one sample N times. Read once from the server info (which the
+        SGLang Model Gateway takes from a worker); a server that cannot say is taken as not deterministic. Call
+        it from a program's thread, not the request loop."""
+        if self._deterministic is None:
+            try:
+                info = self.get_server_info()
+            except EndpointError:
+                info = None
+            self._deterministic = isinstance(info, dict) and info.get("enable_deterministic_inference") is True
+        return self._deterministic
 
     async def abort(self, rid: str) -> bool:
         """Ask the server to stop a request; whether it took the request (a gateway without /abort_request
