@@ -3,11 +3,12 @@ and the adaptive solver with confidence evidence, at N = 8, 16 and 32 traces, on
 success rate Qwen2.5-Math-1.5B-Instruct measured on it) and on AIME 2024 + 2025 (at --aime-rate, an assumption:
 DeepSeek-R1-Distill-Qwen-7B's reported pass@1 is 55.5% on AIME 2024).
 
-Every arm runs on a fresh `tts-planner sim-server --thinking` process with the same seed, through the batch
-runner (`run_batch`, as `tts-planner run` does), so every arm draws a problem's traces from the same sequence
-(the k-th of its requests to arrive gets draw k; concurrent requests may swap draws):
+Every arm runs on a fresh `tts-planner sim-server --thinking --enable-deterministic-inference` process with the
+same seed, through the batch runner (`run_batch`, as `tts-planner run` does). The server samples
+deterministically and each branch sends its own sampling_seed (from its id), so branch k of a problem is the same
+trace in every arm, whatever order requests arrive in: the arms are paired, trace for trace:
 - "sampled": DeepConf offline at 32 (every trace runs to its end with its confidence); majority@N and offline
-  DeepConf@N are computed from each problem's first N of those traces (the same distribution as a run of N);
+  DeepConf@N are computed from each problem's first N of those traces (branches 0 to N - 1, as a run of N);
 - online DeepConf at N (warm-up, early stop with abort, consensus stop), one run per N;
 - adaptive at budget B (probe, confidence evidence, stop), one run per B.
 Tokens are generated tokens per problem as the server reported them (aborted traces count what they generated
@@ -67,7 +68,8 @@ class ThinkingServer:
 
         self.command = [sys.executable, "-m", "sglang_plugin.cli", "sim-server", "--thinking", "--port", "0",
                         "--problems", str(problems), "--rate-field", "pass_rate", "--seed", str(seed),
-                        "--default-rate", str(default_rate), "--stream-interval", "32"]
+                        "--default-rate", str(default_rate), "--stream-interval", "32",
+                        "--enable-deterministic-inference"]
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         if "ready at " not in line:
