@@ -10,19 +10,22 @@ trace in every arm, whatever order requests arrive in: the arms are paired, trac
 - "sampled": DeepConf offline at 32 (every trace runs to its end with its confidence); majority@N and offline
   DeepConf@N are computed from each problem's first N of those traces (branches 0 to N - 1, as a run of N);
 - online DeepConf at N (warm-up, early stop with abort, consensus stop), one run per N;
-- adaptive at budget B (probe, confidence evidence, stop), one run per B.
+- adaptive (probe, confidence evidence, stop) at each budget B in average traces per problem (--budgets) and T
+  in average generated tokens per problem (--budget-tokens: each problem's budget is T over its traces' average
+  length, as `tts-planner run --budget-tokens` sets it), one run per budget.
 Tokens are generated tokens per problem as the server reported them (aborted traces count what they generated
 before the abort). For every online run the server's own count of generated tokens is compared with the
 client's: aborted traces must really stop.
 
-    python benchmarks/thinking_deepconf.py [--math500 100] [--aime] [--budgets 4,8] [--seed 0]
+    python benchmarks/thinking_deepconf.py [--math500 100] [--aime] [--budgets 4,8] [--budget-tokens 20000,40000,80000]
     python benchmarks/thinking_deepconf.py --math500 0 --math-train 200   # for developing, away from the test sets
     python benchmarks/thinking_deepconf.py --math500 0 --math-train 60 --math-train-rate 0.45 --search '{"deepconf_warmup": 2}'
 
 --math-train N draws N MATH train problems (at the same policy's measured rates) for trying changes without
 looking at MATH-500 or AIME; the shipped predictor was trained on them, so its adaptive arm there is optimistic.
 --math-train-rate R answers them all at R instead (as the AIME arm is answered at --aime-rate); --search sets the
-online DeepConf arms' SearchConfig (the majority and offline rows do not depend on it).
+online DeepConf arms' SearchConfig and --adaptive the adaptive arms' AdaptiveConfig (the majority and offline rows
+depend on neither); --arms online or --arms adaptive runs only those beside the sampled traces.
 
 Prints one table per data set and the bars: online DeepConf within 1 point of majority@N with at most half its
 tokens; the cheapest adaptive arm at majority@32's accuracy (or better) with at most a quarter of its tokens.
@@ -46,6 +49,7 @@ from pathlib import Path
 
 from plugin_support import RATE_FIELD, data_dir
 
+from planner.adaptive import AdaptiveConfig
 from planner.errors import InputError
 from planner.grading import reference_answer, shared_grader
 from planner.jsonl import read_jsonl
@@ -136,7 +140,13 @@ def main() -> None:
     parser.add_argument("--aime-rate", type=float, default=0.45)
     parser.add_argument("--search", default="{}", help="SearchConfig settings for the online DeepConf arms, as JSON "
                         "(e.g. '{\"deepconf_warmup\": 2}')")
+    parser.add_argument("--adaptive", default="{}", help="AdaptiveConfig settings for the adaptive arms, as JSON "
+                        "(e.g. '{\"spread\": 3}')")
+    parser.add_argument("--arms", default="online,adaptive", help="which run arms beside the sampled one: online, "
+                        "adaptive or both")
     parser.add_argument("--budgets", default="4,8", help="adaptive budgets (average traces per problem)")
+    parser.add_argument("--budget-tokens", default="20000,40000,80000", help="adaptive budgets in generated tokens per problem "
+                        "(e.g. 20000,40000): each problem's budget is that over its traces' average length")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
@@ -144,8 +154,16 @@ def main() -> None:
         args.online = SearchConfig(**json.loads(args.search))
     except (ValueError, TypeError, InputError) as exc:
         parser.error(f"--search: {exc}")
+    try:
+        args.planner = AdaptiveConfig.from_options(json.loads(args.adaptive))
+    except (ValueError, TypeError, InputError) as exc:
+        parser.error(f"--adaptive: {exc}")
+    args.arms = set(args.arms.split(","))
+    if not args.arms <= {"online", "adaptive"}:
+        parser.error(f"--arms: expected online and/or adaptive, got {','.join(sorted(args.arms))}")
     grader = shared_grader()
-    budgets = [int(b) for b in args.budgets.split(",")]
+    budgets = [("B", int(b)) for b in args.budgets.split(",") if b]
+    budgets += [("T", float(t)) for t in args.budget_tokens.split(",") if t]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label, problems in datasets(data_dir(args.data), args.math500, args.aime, args.aime_rate, args.seed,
@@ -177,7 +195,7 @@ def measure(folder: Path, label: str, source: Path, problems: list[dict], budget
     for n in SIZES:
         rows.append(subset_row(f"majority@{n}", n, traces, references, grader, weighted=False))
         rows.append(subset_row(f"deepconf offline@{n}", n, traces, references, grader, weighted=True))
-    for n in SIZES:
+    for n in SIZES if "online" in args.arms else ():
         server = serve()
         try:
             before = server.generated()
@@ -191,16 +209,19 @@ def measure(folder: Path, label: str, source: Path, problems: list[dict], budget
         checks.append((f"deepconf online@{n}", served, sum(line["cost"]["completion_tokens"] for line in lines)))
         rows.append(row)
         print(f"[{label}] online@{n} done", flush=True)
-    for budget in budgets:
+    for kind, budget in budgets if "adaptive" in args.arms else ():
+        name = f"adaptive B={budget}" if kind == "B" else f"adaptive T={budget / 1000:g}k"
+        given = {"budget": budget} if kind == "B" else {"budget_tokens": budget}
         server = serve()
         try:
-            lines = run_arm(folder, f"{slug}-adaptive{budget}", server.url, source, budget=budget)
+            lines = run_arm(folder, f"{slug}-adaptive-{kind}{budget:g}", server.url, source, adaptive=args.planner,
+                            **given)
         finally:
             server.close()
-        row = line_row(f"adaptive B={budget}", lines)
+        row = line_row(name, lines)
         row["stops"] = Counter(line["plan"]["adaptive"]["stop_reason"] for line in lines)
         rows.append(row)
-        print(f"[{label}] adaptive@{budget} done", flush=True)
+        print(f"[{label}] {name} done", flush=True)
     return rows, checks
 
 
@@ -237,7 +258,7 @@ def spending(rows: list[dict], hard: set[str], count: int) -> None:
     def hard_share(row: dict) -> float:
         return sum(t for pid, t in row["by_problem"].items() if pid in hard) / max(sum(row["by_problem"].values()), 1)
 
-    for n in SIZES:
+    for n in (n for n in SIZES if f"deepconf online@{n}" in by):
         row = by[f"deepconf online@{n}"]
         traces, total = row["deepconf"], max(sum(row["by_problem"].values()), 1)
         print(f"online deepconf@{n}: {sum(t['traces'] for t in traces) / len(traces):.1f} traces per problem; "
@@ -258,7 +279,7 @@ def report(label: str, count: int, rows: list[dict], checks: list[tuple]) -> Non
     for r in rows:
         extra = f"  stops: {dict(r['stops'])}" if "stops" in r else ""
         print(f"{r['arm']:<26}{r['accuracy']:>9.3f}{r['tokens']:>12,.0f}{r['tokens'] / base:>21.2f}x{extra}")
-    for n in SIZES:
+    for n in (n for n in SIZES if f"deepconf online@{n}" in by):
         majority, online = by[f"majority@{n}"], by[f"deepconf online@{n}"]
         share = online["tokens"] / majority["tokens"]
         held = online["accuracy"] >= majority["accuracy"] - 0.01
