@@ -5,9 +5,11 @@ SGLang does there, and each branch sends a seed of its own (from the search seed
 a run is reproducible, and a server that is not deterministic (0.5.2 rejects the field) never sees one."""
 
 import json
+import logging
 import urllib.request
 
 import pytest
+import sglang as sgl
 from conftest import FAST, PROBLEMS, SAMPLE, needs_smg
 
 from sglang_plugin import Endpoint, solve
@@ -89,3 +91,34 @@ def test_seeds_reach_a_deterministic_worker_through_the_gateway(gateway):
     problem = json.loads(SAMPLE.read_text().splitlines()[0])["problem"]
     result = solve(problem, "majority", 6, Endpoint(front.url, transport=FAST))
     assert len({b.text for b in result.branches}) == 6
+
+
+@sgl.function
+def _three_forks(s, question, temperature):
+    s += question
+    forks = s.fork(3)
+    for fork in forks:
+        fork += sgl.gen("answer", max_tokens=48, temperature=temperature)
+    s["answers"] = [fork["answer"] for fork in forks]
+
+
+def test_a_users_own_forks_on_a_deterministic_server_are_warned_about_once(caplog):
+    """The frontend's sgl.gen cannot send a seed, so a user's forks of one prompt all get seed 42 and one sample:
+    the endpoint says so once (the server's URL without its credentials), and not for greedy requests or a
+    server that samples at random."""
+    caplog.set_level(logging.WARNING, logger="tts_planner")
+    with SimServer(PROBLEMS, enable_deterministic_inference=True) as server:
+        host = server.url.replace("http://", "http://user:hunter2@")
+        greedy = Endpoint(host, transport=FAST)
+        _three_forks.run(HARD.text, 0.0, backend=greedy)
+        assert not caplog.records
+        endpoint = Endpoint(host, transport=FAST)
+        for _ in range(2):
+            answers = _three_forks.run(HARD.text, 0.7, backend=endpoint)["answers"]
+            assert len(set(answers)) == 1  # the hazard itself: three forks, one sample
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 1 and "seed 42" in warned[0] and "hunter2" not in warned[0]
+    caplog.clear()
+    with SimServer(PROBLEMS) as server:
+        answers = _three_forks.run(HARD.text, 0.7, backend=Endpoint(server.url, transport=FAST))["answers"]
+        assert len(set(answers)) > 1 and not caplog.records  # short answers may still coincide

@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from planner.errors import InputError
+from planner.logs import logger
 from planner.policies import known_policy
+from planner.redact import redact_url
 from sglang_plugin.compat import BaseBackend, RuntimeEndpoint, chat_template, special_token_defaults
 from sglang_plugin.transport.http import EndpointError, HttpClient, TransportConfig
 from sglang_plugin.transport.ledger import CostLedger
@@ -27,6 +29,7 @@ _LOGPROB_FIELDS = ("return_logprob", "logprob_start_len", "top_logprobs_num", "r
 # Request ids: unique across processes (a random prefix) and cheap within one (a counter).
 _RID_PREFIX = uuid.uuid4().hex[:12]
 _RIDS = itertools.count()
+log = logger(__name__)
 
 
 class Endpoint(RuntimeEndpoint):
@@ -55,6 +58,7 @@ class Endpoint(RuntimeEndpoint):
                                            self.model_info["model_path"])
         self._incremental: bool | None = None
         self._deterministic: bool | None = None
+        self._warned_unseeded = False
 
     def _model_info(self) -> dict:
         """GET /get_model_info; through a gateway whose worker that answers it is down (smg asks one worker
@@ -194,6 +198,7 @@ class Endpoint(RuntimeEndpoint):
     def generate(self, s, sampling_params):
         self._handle_dtype_to_regex(sampling_params)
         params = {**special_token_defaults(), **sampling_params.to_srt_kwargs()}
+        self._warn_unseeded(params)
         data = {"text": s.text_, "sampling_params": params}
         for name in _LOGPROB_FIELDS:
             value = getattr(sampling_params, name, None)
@@ -205,6 +210,19 @@ class Endpoint(RuntimeEndpoint):
             raise EndpointError(f"POST {self.base_url}/generate: expected one completion, got {answer!r}"[:300],
                                 url=self.base_url + "/generate", kind="bad_response", status=200)
         return answer["text"], answer["meta_info"]
+
+    def _warn_unseeded(self, params: dict) -> None:
+        """Once per endpoint: a program's own sampled `sgl.gen` on a deterministic server gets seed 42 like every
+        unseeded request, so forks of one prompt all return one sample (the frontend cannot send a seed; the
+        strategy programs send each branch its own)."""
+        if self._warned_unseeded or params.get("temperature", 1.0) == 0 or "sampling_seed" in params:
+            return
+        self._warned_unseeded = True
+        if self.deterministic:
+            log.warning("%s samples deterministically (--enable-deterministic-inference): every sampled request "
+                        "without a sampling_seed is sampled with seed 42, so sgl.gen in forks of one prompt returns "
+                        "the same text in each; tts-planner's strategies (solve, the programs) seed every branch",
+                        redact_url(self.base_url))
 
     def commit_lazy_operations(self, s) -> None:
         data = {"text": s.text_, "sampling_params": {"max_new_tokens": 0}}
