@@ -102,6 +102,7 @@ def _three_forks(s, question, temperature):
     s["answers"] = [fork["answer"] for fork in forks]
 
 
+@pytest.mark.compat
 def test_a_users_own_forks_on_a_deterministic_server_are_warned_about_once(caplog):
     """The frontend's sgl.gen cannot send a seed, so a user's forks of one prompt all get seed 42 and one sample:
     the endpoint says so once (the server's URL without its credentials), and not for greedy requests or a
