@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -58,7 +59,8 @@ class Endpoint(RuntimeEndpoint):
                                            self.model_info["model_path"])
         self._incremental: bool | None = None
         self._deterministic: bool | None = None
-        self._warned_unseeded = False
+        self._unseeded_seen = False
+        self._unseeded_lock = threading.Lock()  # forks call generate from threads of their own
 
     def _model_info(self) -> dict:
         """GET /get_model_info; through a gateway whose worker that answers it is down (smg asks one worker
@@ -215,10 +217,11 @@ class Endpoint(RuntimeEndpoint):
         """Once per endpoint: a program's own sampled `sgl.gen` on a deterministic server gets seed 42 like every
         unseeded request, so forks of one prompt all return one sample (the frontend cannot send a seed; the
         strategy programs send each branch its own)."""
-        if self._warned_unseeded or params.get("temperature", 1.0) == 0 or "sampling_seed" in params:
+        if params.get("temperature", 1.0) == 0 or "sampling_seed" in params:
             return
-        self._warned_unseeded = True
-        if self.deterministic:
+        with self._unseeded_lock:
+            seen, self._unseeded_seen = self._unseeded_seen, True
+        if not seen and self.deterministic:
             log.warning("%s samples deterministically (--enable-deterministic-inference): every sampled request "
                         "without a sampling_seed is sampled with seed 42, so sgl.gen in forks of one prompt returns "
                         "the same text in each; tts-planner's strategies (solve, the programs) seed every branch",
