@@ -177,7 +177,8 @@ def main() -> None:
             spending(rows, hard, len(problems))
 
 
-def measure(folder: Path, label: str, source: Path, problems: list[dict], budgets: list[int], args, grader):
+def measure(folder: Path, label: str, source: Path, problems: list[dict], budgets: list[tuple[str, float]], args,
+            grader):
     slug = source.stem
     references = {p["problem_id"]: reference_answer(p["answer"]) for p in problems}
     rows, checks = [], []
