@@ -289,9 +289,9 @@ def report(label: str, count: int, rows: list[dict], checks: list[tuple]) -> Non
     adaptive = sorted((r for r in rows if r["arm"].startswith("adaptive")), key=lambda r: r["tokens"])
     target = by["majority@32"]
     reach = next((r for r in adaptive if r["accuracy"] >= target["accuracy"]), None)
-    if reach is None:
+    if adaptive and reach is None:  # (no verdict when no adaptive arm ran)
         print(f"adaptive: no budget reached majority@32's accuracy ({target['accuracy']:.3f}): NOT met")
-    else:
+    elif reach is not None:
         share = reach["tokens"] / target["tokens"]
         print(f"adaptive: {reach['arm']} reaches majority@32's accuracy ({reach['accuracy']:.3f} >= "
               f"{target['accuracy']:.3f}) with {share:.2f}x its tokens: {'met' if share <= 0.25 else 'NOT met'} "
