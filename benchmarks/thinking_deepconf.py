@@ -49,7 +49,7 @@ from pathlib import Path
 
 from plugin_support import RATE_FIELD, data_dir
 
-from planner.adaptive import AdaptiveConfig
+from planner.adaptive import AdaptiveConfig, check_budget, check_budget_tokens
 from planner.errors import InputError
 from planner.grading import reference_answer, shared_grader
 from planner.jsonl import read_jsonl
@@ -162,8 +162,11 @@ def main() -> None:
     if not args.arms <= {"online", "adaptive"}:
         parser.error(f"--arms: expected online and/or adaptive, got {','.join(sorted(args.arms))}")
     grader = shared_grader()
-    budgets = [("B", int(b)) for b in args.budgets.split(",") if b]
-    budgets += [("T", float(t)) for t in args.budget_tokens.split(",") if t]
+    try:  # checked before the first trace is sampled, so a typo costs nothing
+        budgets = [("B", check_budget(int(b), "--budgets")) for b in args.budgets.split(",") if b]
+        budgets += [("T", check_budget_tokens(float(t))) for t in args.budget_tokens.split(",") if t]
+    except (ValueError, InputError) as exc:
+        parser.error(f"--budgets/--budget-tokens: {exc}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label, problems in datasets(data_dir(args.data), args.math500, args.aime, args.aime_rate, args.seed,
