@@ -217,7 +217,7 @@ class Endpoint(RuntimeEndpoint):
         """Once per endpoint: a program's own sampled `sgl.gen` on a deterministic server gets seed 42 like every
         unseeded request, so forks of one prompt all return one sample (the frontend cannot send a seed; the
         strategy programs send each branch its own)."""
-        if params.get("temperature", 1.0) == 0 or "sampling_seed" in params:
+        if params.get("temperature", 1.0) == 0 or params.get("top_k") == 1 or "sampling_seed" in params:  # greedy
             return
         with self._unseeded_lock:
             seen, self._unseeded_seen = self._unseeded_seen, True
