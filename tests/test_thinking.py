@@ -396,6 +396,37 @@ def test_run_with_a_budget_in_tokens(tmp_path):
     assert len(set(budgets[1500].values()) | set(budgets[12000].values())) > 2  # probes differ in length
 
 
+def test_a_thinking_policy_budgets_in_tokens_by_default(tmp_path):
+    """Without --budget, a long-thinking policy gets 8 samples' worth of tokens (8 x its tokens per sample): the
+    same run as --budget-tokens 32000 for R1-Distill-7B (4,000 per sample), resumable as such; --budget 8 still
+    budgets in samples, and a policy that does not think keeps 8 samples."""
+    write_problems(tmp_path / "problems.jsonl", 3)
+    per_sample = known_policy("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B").tokens_per_sample
+    runs = {}
+    for name, extra in (("default", ()), ("tokens", ("--budget-tokens", str(8 * per_sample))),
+                        ("samples", ("--budget", "8"))):
+        with SimServer(SAMPLE, thinking=True, seed=6, thinking_params=SHORT) as server:
+            done = cli("run", "--endpoint", server.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+                       str(tmp_path / f"{name}.jsonl"), *extra)
+            assert done.returncode == 0, done.stderr
+            assert ("budgeting 32,000 generated tokens per problem" in done.stderr) == (name == "default")
+            if name == "default":  # the same run again resumes it: the default is recorded as the tokens it is
+                again = cli("run", "--endpoint", server.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+                            str(tmp_path / "default.jsonl"), "--budget-tokens", str(8 * per_sample))
+                assert again.returncode == 0 and "3 written" in again.stdout and "0 in this session" in again.stdout
+        runs[name] = {line["problem_id"]: line["plan"]["adaptive"]["budget"] for line in lines(tmp_path / f"{name}.jsonl")}
+    assert runs["default"] == runs["tokens"] and set(runs["samples"].values()) == {8}
+    assert runs["default"] != runs["samples"]
+    manifest = json.loads((tmp_path / "default.jsonl.run.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["budget_tokens"] == 8 * per_sample and manifest["settings"]["budget"] == 8
+    with SimServer(SAMPLE, seed=6) as server:
+        done = cli("run", "--endpoint", server.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+                   str(tmp_path / "plain.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert {line["plan"]["adaptive"]["budget"] for line in lines(tmp_path / "plain.jsonl")} == {8}
+    assert "budget_tokens" not in json.loads((tmp_path / "plain.jsonl.run.json").read_text())["settings"]
+
+
 def test_a_budget_in_tokens_is_for_the_planner_alone(tmp_path):
     write_problems(tmp_path / "problems.jsonl", 1)
     common = ["run", "--endpoint", "http://127.0.0.1:9", "--input", str(tmp_path / "problems.jsonl"), "-o",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
 from planner.logs import logger, showing_progress
 from sglang_plugin.cli.errors import resumable
@@ -32,9 +31,10 @@ log = logger(__name__)
 @click.option("--outcomes", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Per-sample outcome records for `tts-planner train --label correct` (default: "
                    "OUTPUT.outcomes.jsonl).")
-@click.option("--budget", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Average samples per problem the planner may spend (one sample = one chain-of-thought solution; "
-                   "it probes a few first, and settled problems stop there).")
+                   "it probes a few first, and settled problems stop there). Default: 8; for a long-thinking "
+                   "policy, 8 samples' worth of generated tokens (--budget-tokens 8 x its tokens per sample).")
 @click.option("--budget-tokens", type=float, default=None, metavar="T",
               help="Average generated tokens per problem instead of --budget, for long-thinking policies: each "
                    "problem's budget is T over its samples' average length so far (the probe's, then every round's), "
@@ -73,8 +73,7 @@ def run_command(input_path: Path, output: Path, outcomes: Path | None, config_pa
       tts-planner run --endpoint URL --input examples/problems.jsonl -o majority8.jsonl --strategy majority --size 8
       tts-planner run --endpoint URL --input examples/problems.jsonl -o thinking.jsonl --budget-tokens 40000
     """
-    if options["budget_tokens"] is not None \
-            and click.get_current_context().get_parameter_source("budget") is not ParameterSource.DEFAULT:
+    if options["budget_tokens"] is not None and options["budget"] is not None:
         raise click.UsageError("give --budget (samples per problem) or --budget-tokens (tokens per problem), not both")
     with resumable(str(output)):
         require_frontend()

@@ -218,8 +218,12 @@ def run_batch(settings: RunSettings) -> RunReport:
         shared_model(settings.model)  # a missing or unreadable model file is refused before the first request
     endpoint, scorer = connect(settings)
     served = endpoint.model_info["model_path"]
+    policy = planning_for(settings).policy_of(served)
+    given, settings = settings, settings.with_budget_for(policy)
+    if settings.budget_tokens != given.budget_tokens:
+        log.info(f"{policy.name} thinks at length: budgeting {settings.budget_tokens:,.0f} generated tokens per problem "
+                 f"({settings.budget} samples' worth; --budget {settings.budget} budgets samples instead)")
     planning = planning_for(settings)
-    policy = planning.policy_of(served)
     if settings.policy is None and known_policy(served) is None:
         log.warning(f"the server's model '{served}' is not a policy tts-planner knows; planning as {policy.name} "
                     "and predicting with its predictor (give --policy NAME --policy-params N for your policy, and "
@@ -230,7 +234,8 @@ def run_batch(settings: RunSettings) -> RunReport:
     predictions, predictor_path = predict_all(planning, served, problems)
     bins = Counter(p.difficulty for p in predictions.values())
     log.debug(f"predicted with {predictor_path.name}: " + ", ".join(f"{b} {bins[b]}" for b in BINS))
-    what = f"{settings.strategy}@{settings.size}" if settings.strategy else f"adaptive at budget {settings.budget}"
+    what = f"{settings.strategy}@{settings.size}" if settings.strategy else "adaptive at budget " + (
+        f"{settings.budget}" if settings.budget_tokens is None else f"{settings.budget_tokens:g} tokens")
     log.debug(f"{what}, {settings.concurrency} problems at a time, sampling {settings.config.sampling}")
     solver = Solver(settings, endpoint, scorer, planning, predictions)
     grader = shared_grader(settings.config.grading)

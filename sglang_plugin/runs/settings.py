@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,7 +13,7 @@ from planner.errors import InputError
 from planner.files import sha256_of
 from planner.jsonl import DEFAULT_MAX_CHARS
 from planner.planning.calibration import load_calibration
-from planner.policies import check_params
+from planner.policies import Policy, check_params
 from planner.redact import SECRET_KEYS
 from planner.strategies import strategy as find_strategy
 from sglang_plugin.config import SolveConfig
@@ -21,6 +21,8 @@ from sglang_plugin.runs.runner import DEFAULT_SERVER_WAIT, DEFAULT_WATCHDOG
 from sglang_plugin.scorers.base import Scorer
 from sglang_plugin.scorers.kinds import SCORER_KINDS, make_scorer
 from sglang_plugin.transport.http import TransportConfig
+
+DEFAULT_BUDGET = 8  # adaptive: average samples per problem when no budget is given
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class RunSettings:
     input: Path
     output: Path
     outcomes: Path | None = None  # default: OUTPUT.outcomes.jsonl
-    budget: int = 8  # adaptive: average samples per problem
+    budget: int | None = None  # adaptive: average samples per problem (None: the default, see with_budget_for)
     budget_tokens: float | None = None  # adaptive: average generated tokens per problem instead (thinking policies)
     strategy: str | None = None  # forced strategy (with `size`); None: the planner decides
     size: int | None = None
@@ -82,7 +84,6 @@ class RunSettings:
                                  field="strategy")
         if self.scorer_kind not in SCORER_KINDS:
             raise InputError(f"unknown scorer '{self.scorer}'; known: {', '.join(SCORER_KINDS)}", field="scorer")
-        check_budget(self.budget, "budget")
         if self.budget_tokens is not None:
             check_budget_tokens(self.budget_tokens)
         for name in ("budget", "max_budget"):
@@ -117,6 +118,19 @@ class RunSettings:
             raise InputError("the output would overwrite the input; choose another --output", field="output")
         if self.outcomes_path.resolve() == self.output.resolve():
             raise InputError("the outcome records need a file of their own", field="outcomes")
+
+    def with_budget_for(self, policy: Policy) -> RunSettings:
+        """The settings with the default budget filled in for the served policy: DEFAULT_BUDGET samples per problem,
+        or for a long-thinking policy, whose budgets are in generated tokens, as many samples' worth of tokens
+        (DEFAULT_BUDGET times its tokens per sample; each problem's budget is then that over its own traces'
+        length, so problems whose traces run long get fewer). `budget` stays DEFAULT_BUDGET beside a budget in
+        tokens, as it did when tokens were given."""
+        if self.budget is not None:
+            return self
+        tokens = self.budget_tokens
+        if tokens is None and self.strategy is None and policy.thinking is not None:
+            tokens = float(DEFAULT_BUDGET * policy.tokens_per_sample)
+        return replace(self, budget=DEFAULT_BUDGET, budget_tokens=tokens)
 
     @property
     def scorer_kind(self) -> str:
