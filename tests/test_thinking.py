@@ -419,6 +419,16 @@ def test_a_thinking_policy_budgets_in_tokens_by_default(tmp_path):
     assert runs["default"] != runs["samples"]
     manifest = json.loads((tmp_path / "default.jsonl.run.json").read_text(encoding="utf-8"))
     assert manifest["settings"]["budget_tokens"] == 8 * per_sample and manifest["settings"]["budget"] == 8
+    policy = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"  # a calibration's measured tokens per sample are used
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({
+        "format": "tts-planner-calibration", "version": 1, "policies": {policy: {"tokens_per_sample": 1500.0}},
+        "points": [{"policy": policy, "reward_model": None, "strategy": "cot", "bin": "easy", "size": 1,
+                    "accuracy": 0.9, "tokens": 1500.0, "problems": 20, "mean_pass_at_1": 0.8}]}), encoding="utf-8")
+    with SimServer(SAMPLE, thinking=True, seed=6, thinking_params=SHORT) as server:
+        done = cli("run", "--endpoint", server.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+                   str(tmp_path / "calibrated.jsonl"), "--calibration", str(calibration))
+    assert done.returncode == 0 and "budgeting 12,000 generated tokens" in done.stderr, done.stderr
     with SimServer(SAMPLE, seed=6) as server:
         done = cli("run", "--endpoint", server.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
                    str(tmp_path / "plain.jsonl"))

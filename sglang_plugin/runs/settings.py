@@ -122,14 +122,15 @@ class RunSettings:
     def with_budget_for(self, policy: Policy) -> RunSettings:
         """The settings with the default budget filled in for the served policy: DEFAULT_BUDGET samples per problem,
         or for a long-thinking policy, whose budgets are in generated tokens, as many samples' worth of tokens
-        (DEFAULT_BUDGET times its tokens per sample; each problem's budget is then that over its own traces'
-        length, so problems whose traces run long get fewer). `budget` stays DEFAULT_BUDGET beside a budget in
-        tokens, as it did when tokens were given."""
+        (DEFAULT_BUDGET times its tokens per sample, as the calibration file measured it if one is given; each
+        problem's budget is then that over its own traces' length, so problems whose traces run long get fewer).
+        `budget` stays DEFAULT_BUDGET beside a budget in tokens, as it did when tokens were given."""
         if self.budget is not None:
             return self
         tokens = self.budget_tokens
         if tokens is None and self.strategy is None and policy.thinking is not None:
-            tokens = float(DEFAULT_BUDGET * policy.tokens_per_sample)
+            measured = load_calibration(self.calibration).policies.get(policy.name, {}) if self.calibration else {}
+            tokens = float(DEFAULT_BUDGET * measured.get("tokens_per_sample", policy.tokens_per_sample))
         return replace(self, budget=DEFAULT_BUDGET, budget_tokens=tokens)
 
     @property
