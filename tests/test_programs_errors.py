@@ -13,7 +13,7 @@ from sglang_plugin import Endpoint, EndpointError, OutcomeRewardScorer, StepTagS
 from sglang_plugin.sim.server import SimServer
 from sglang_plugin.transport.http import HttpClient
 
-PATIENT = replace(FAST, max_retries=6)
+PATIENT = replace(FAST, max_retries=6, slowest_tokens_per_second=1e6)  # stalls are timed out after read_timeout
 
 
 def _run(server, strategy, transport, budget=4, scored=True):
@@ -74,7 +74,7 @@ def test_all_branches_failing_gives_no_answer_with_the_errors():
 
 
 def test_a_stalled_server_times_out_into_a_failed_branch():
-    config = replace(FAST, read_timeout=0.3, max_retries=1)
+    config = replace(FAST, read_timeout=0.3, max_retries=1, slowest_tokens_per_second=1e6)
     with SimServer(PROBLEMS, seed=2, stall_rate=1.0, stall_seconds=30.0) as server:
         start = time.monotonic()
         result = _run(server, "cot", config, budget=1, scored=False)
@@ -83,6 +83,18 @@ def test_a_stalled_server_times_out_into_a_failed_branch():
     (branch,) = result.branches
     assert branch.finish_reason == "failed" and "timeout" in branch.error
     assert elapsed < 20  # bounded by the read timeout and retries, not the 30 s stall
+
+
+def test_a_long_generation_is_not_timed_out_as_a_stall():
+    """A non-streamed generation sends nothing until it is done: it gets read_timeout plus its max_new_tokens at
+    slowest_tokens_per_second, so a slow one is neither cut nor retried (SGLang would abort it and bill it)."""
+    with SimServer(PROBLEMS, seed=2, token_delay_ms=4.0) as server:  # a few hundred tokens: over a second
+        slow = _run(server, "cot", replace(FAST, read_timeout=0.3, max_retries=1), budget=1, scored=False)
+        assert slow.answer is not None and slow.retries == 0 and not slow.errors
+        assert slow.cost.completion_tokens * 0.004 > 0.6  # it did take longer than the read timeout, twice over
+        strict = _run(server, "cot", replace(FAST, read_timeout=0.3, max_retries=1, slowest_tokens_per_second=1e6),
+                      budget=1, scored=False)
+    assert strict.answer is None and "timeout" in strict.branches[0].error and strict.retries == 1
 
 
 def test_a_4xx_answer_is_not_retried():

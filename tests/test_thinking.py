@@ -339,6 +339,20 @@ def test_run_with_deepconf_reports_thinking_and_answer_tokens(tmp_path):
         ResultLine.from_dict(bad)
 
 
+def test_streamed_traces_are_progress_for_the_watchdog(tmp_path):
+    """A trace streams for longer than --watchdog-seconds before its request ends; its chunks keep the run alive
+    (on a GPU a 32k-token trace streams for many minutes)."""
+    write_problems(tmp_path / "problems.jsonl", 2)
+    with SimServer(SAMPLE, thinking=True, seed=6, thinking_params=SHORT, token_delay_ms=3.0) as server:
+        done = cli("run", "--endpoint", server.url, "--input", str(tmp_path / "problems.jsonl"), "-o",
+                   str(tmp_path / "slow.jsonl"), "--strategy", "deepconf", "--size", "4", "--watchdog-seconds", "2")
+    assert done.returncode == 0, done.stderr
+    written = lines(tmp_path / "slow.jsonl")
+    assert [line["status"] for line in written] == ["ok", "ok"]
+    longest = max(line["cost"]["completion_tokens"] / line["plan"]["deepconf"]["traces"] for line in written)
+    assert longest * 0.003 > 2.0  # a trace took longer than the watchdog's 2 s on average
+
+
 @needs_smg
 def test_deepconf_through_the_gateway(gateway, tmp_path):
     """smg has no /abort_request: a cut trace is stopped by closing its stream (or, on servers that re-send

@@ -54,8 +54,8 @@ log = logger(__name__)
                    "dvts, particle_filter, deepconf) instead of the planner's choice; needs --size.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
 @click.option("--watchdog-seconds", type=float, default=1800.0, show_default=True, metavar="SECONDS",
-              help="Stop (resumably) when for this long no problem finished and no server answered a request; "
-                   "raise it when one generation can take longer.")
+              help="Stop (resumably) when for this long no problem finished and no server answered a request or "
+                   "streamed a token; raise it when one unstreamed generation can take longer.")
 @click.option("--server-wait", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="How long to wait for servers that stopped answering (a restart, a gateway losing a worker) "
                    "before stopping the run resumably; 0 stops at once.")

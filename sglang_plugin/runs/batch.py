@@ -191,8 +191,9 @@ class Solver:
         return Solved(result)
 
     def pulse(self) -> int:
-        """Answers the policy server gave so far (the runner's watchdog sees progress in it)."""
-        return self.endpoint.totals.snapshot().requests
+        """Answers the policy server gave so far, and chunks it streamed (the runner's watchdog sees progress in
+        it: a long-thinking trace streams for many minutes before its request ends)."""
+        return self.endpoint.totals.snapshot().requests + self.endpoint.stream_events
 
 
 def batch_runner(settings: RunSettings, solver: Solver, files: RunFiles, grader, endpoint: Endpoint,

@@ -17,8 +17,9 @@ Problem-level policy (on top of the per-request retries of transport/http.py):
   `max_failures_in_a_row` problems fail in a row, the run stops with `TooManyFailures` and writes none
   of them: a server that answers health checks but fails every request gives one clear error, not a
   file of failures.
-- Watchdog: when for `watchdog` seconds no problem finished and no server answered a request (the solver's
-  `pulse()` did not move), the run stops with `Stalled`: a run never hangs, whatever the servers do.
+- Watchdog: when for `watchdog` seconds no problem finished and no server answered a request or streamed a
+  chunk (the solver's `pulse()` did not move), the run stops with `Stalled`: a run never hangs, whatever the
+  servers do.
 - On KeyboardInterrupt (Ctrl-C; the CLI maps SIGTERM to it too) no new problem starts and problems in
   flight are abandoned: nothing partial is written (a signal that arrives while a problem's records are
   written is held until they are all written), and resuming runs them again.
@@ -71,7 +72,7 @@ class Solver(Protocol):
     def __call__(self, problem: RunProblem) -> Solved: ...
 
     def pulse(self) -> int:
-        """A count that grows with every answer a server gives (progress for the watchdog)."""
+        """A count that grows with every answer or streamed chunk a server gives (progress for the watchdog)."""
         ...
 
 
@@ -153,7 +154,8 @@ class BatchRunner:
                     pulse, moved = beat, now
                 elif now - moved > self.watchdog:
                     raise Stalled(f"no progress for {self.watchdog:g} s: no problem finished and no server answered "
-                                  "a request (a stalled server? give long generations a larger --watchdog-seconds); "
+                                  "a request or streamed a token (a stalled server? give long unstreamed generations "
+                                  "a larger --watchdog-seconds); "
                                   f"{self._so_far()}")
                 self._fill(pending, queue)
             self._flush_held(bar)

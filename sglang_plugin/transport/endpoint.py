@@ -50,6 +50,7 @@ class Endpoint(RuntimeEndpoint):
         self.transport = transport or TransportConfig()
         self.client = HttpClient(self.transport, api_key=api_key, verify=verify)
         self.totals = CostLedger()
+        self.stream_events = 0  # chunks streamed so far (read by a run's watchdog: a long trace shows progress)
         self.model_info = self._model_info()
         if not isinstance(self.model_info, dict) or "model_path" not in self.model_info:
             raise EndpointError(f"{self.base_url}/get_model_info has no model_path: {self.model_info!r}"[:300],
@@ -87,7 +88,8 @@ class Endpoint(RuntimeEndpoint):
 
     async def agenerate(self, payload: dict, ledger: CostLedger | None) -> dict:
         """One non-streamed generation: the response item (text and meta_info), accounted."""
-        answer = await self.client.arequest("POST", self.base_url + "/generate", payload, ledger=ledger)
+        answer = await self.client.arequest("POST", self.base_url + "/generate", payload, ledger=ledger,
+                                            read_timeout=self.client.generation_timeout(payload))
         if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
             raise EndpointError(f"POST {self.base_url}/generate: expected one completion, got {answer!r}"[:300],
                                 url=self.base_url + "/generate", kind="bad_response", status=200)
@@ -118,7 +120,11 @@ class Endpoint(RuntimeEndpoint):
         the server (/abort_request, else by closing the stream). Returns (the last event, whether it was
         stopped); the last event's meta_info is accounted: after an abort the server's last chunk, which counts
         every token it generated, those sent but not yet read included."""
-        last, stopped = await self.client.astream(self.base_url + "/generate", payload, on_event, ledger=ledger,
+        def seen(event: dict) -> bool:
+            self.stream_events += 1  # only the request loop's thread writes it
+            return on_event(event)
+
+        last, stopped = await self.client.astream(self.base_url + "/generate", payload, seen, ledger=ledger,
                                                   on_stop=lambda: self.abort(payload["rid"]))
         if last is not None:
             self._account(last, ledger)
@@ -193,7 +199,8 @@ class Endpoint(RuntimeEndpoint):
     # -- the frontend's own calls (a user's sgl.gen, fork, select) -------------------------------------------
 
     def post(self, path: str, payload: dict):
-        answer = self.client.post(self.base_url + path, payload)
+        timeout = self.client.generation_timeout(payload) if path == "/generate" else None
+        answer = self.client.post(self.base_url + path, payload, read_timeout=timeout)
         self._account(answer, None)
         return answer
 

@@ -2,8 +2,12 @@
 
 Policy (every request: the frontend's own, the scorers', the cache warm-ups):
 - connect timeout `connect_timeout` (5 s), read timeout `read_timeout` (600 s without a byte from the
-  server: a stalled server fails the request instead of hanging the program forever); requests that do not
-  generate (model info, health checks, cache flushes) wait at most `control_timeout` (30 s) for their answer;
+  server: a stalled server fails the request instead of hanging the program forever); a non-streamed
+  generation sends nothing until it is done, so it also gets its tokens' time at `slowest_tokens_per_second`
+  (10), the slowest a loaded server may decode one sequence: a long-thinking sample of up to 32,768 tokens
+  waits up to 600 + 3,277 s (SGLang aborts a request whose client timed out, so it would be paid for, and
+  its retry would time out again); requests that do not generate (model info, health checks, cache flushes)
+  wait at most `control_timeout` (30 s) for their answer;
 - retried, up to `max_retries` (3) more times: connection refused/reset/dropped, timeouts, HTTP 5xx, and
   HTTP 408/429 (the two 4xx answers that mean "try again later"); never retried: any other 4xx (the request
   itself is wrong, so sending it again cannot help) and a 200 whose body is not the expected JSON;
@@ -35,6 +39,9 @@ from sglang_plugin.transport.ledger import CostLedger
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
+SERVER_MAX_NEW_TOKENS = 128  # SGLang's max_new_tokens when a request gives none
+
+
 @dataclass(frozen=True)
 class TransportConfig:
     """How requests reach the servers: timeouts, retries and backoff (given to the endpoint and the scorers)."""
@@ -42,6 +49,7 @@ class TransportConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
     control_timeout: float = 30.0
+    slowest_tokens_per_second: float = 10.0  # per sequence: a non-streamed generation's time on top of read_timeout
     max_retries: int = 3
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
@@ -51,12 +59,13 @@ class TransportConfig:
         if isinstance(self.max_connections, bool) or not isinstance(self.max_connections, int) \
                 or self.max_connections < 1:
             raise InputError(f"must be a positive integer, got {self.max_connections!r}", field="max_connections")
-        for name in ("connect_timeout", "read_timeout", "control_timeout", "backoff_initial", "backoff_max"):
-            value = getattr(self, name)
+        for name in ("connect_timeout", "read_timeout", "control_timeout", "slowest_tokens_per_second",
+                     "backoff_initial", "backoff_max"):
+            value, positive = getattr(self, name), not name.startswith("backoff")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0 or (value == 0 and name.endswith("timeout")):
-                raise InputError(f"must be a {'positive' if name.endswith('timeout') else 'non-negative'} number, "
-                                 f"got {value!r}", field=name)
+                    or value < 0 or (value == 0 and positive):
+                raise InputError(f"must be a {'positive' if positive else 'non-negative'} number, got {value!r}",
+                                 field=name)
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise InputError(f"must be a non-negative integer, got {self.max_retries!r}", field="max_retries")
 
@@ -88,26 +97,37 @@ class HttpClient:
         self.session = Session(connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout,
                                max_connections=self.config.max_connections, headers=merged, verify=verify)
 
-    def post(self, url: str, payload: dict | list, *, ledger: CostLedger | None = None):
-        return self.request("POST", url, payload, ledger=ledger)
+    def post(self, url: str, payload: dict | list, *, ledger: CostLedger | None = None,
+             read_timeout: float | None = None):
+        return self.request("POST", url, payload, ledger=ledger, read_timeout=read_timeout)
+
+    def generation_timeout(self, payload: dict) -> float:
+        """The read timeout of a non-streamed /generate: read_timeout plus its tokens' time at the slowest rate."""
+        params = payload.get("sampling_params") if isinstance(payload, dict) else None
+        tokens = params.get("max_new_tokens") if isinstance(params, dict) else None
+        if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or tokens < 0:
+            tokens = SERVER_MAX_NEW_TOKENS
+        return self.config.read_timeout + tokens / self.config.slowest_tokens_per_second
 
     def get(self, url: str, *, ledger: CostLedger | None = None, control: bool = True):
         return self.request("GET", url, None, ledger=ledger, control=control)
 
     def request(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None,
-                text: bool = False, control: bool = False):
+                text: bool = False, control: bool = False, read_timeout: float | None = None):
         """Send until success or the policy gives up; return the decoded JSON body (or, `text`, the body).
-        `control`: a request that generates nothing, answered within control_timeout."""
-        return self.submit(self.arequest(method, url, payload, ledger=ledger, text=text, control=control)).result()
+        `control`: a request that generates nothing, answered within control_timeout; `read_timeout`: this
+        request's instead of the configured one (a generation's, see generation_timeout)."""
+        return self.submit(self.arequest(method, url, payload, ledger=ledger, text=text, control=control,
+                                         read_timeout=read_timeout)).result()
 
     @staticmethod
     def submit(coroutine) -> Future:
         return submit(coroutine)
 
     async def arequest(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None,
-                       text: bool = False, control: bool = False):
+                       text: bool = False, control: bool = False, read_timeout: float | None = None):
         body = None if payload is None else json.dumps(payload).encode("utf-8")
-        read_timeout = self.config.control_timeout if control else None
+        read_timeout = self.config.control_timeout if control else read_timeout
         return await self._with_retries(
             lambda: self.session.once(method, url, body, text=text, read_timeout=read_timeout), method, url, ledger)
 
