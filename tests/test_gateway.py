@@ -104,3 +104,19 @@ def test_an_endpoint_finds_the_model_when_the_gateways_info_worker_is_down(gatew
     endpoint = Endpoint(front.url, transport=FAST)
     assert endpoint.model_info == {"model_path": "Qwen/Qwen2.5-Math-1.5B-Instruct", "source": "/v1/models"}
     assert solve(json.loads(SAMPLE.read_text().splitlines()[0])["problem"], "majority", 3, endpoint).answer is not None
+
+
+def test_a_generation_that_outlasts_the_gateways_timeout_fails_once_saying_so(gateway):
+    """smg ends a request after --request-timeout-secs (default 1800 s, less than a 32k-token trace may take),
+    retrying a plain one on its workers first. The client does not retry its 504 (each attempt is generated and
+    billed, and would time out again) and names the gateway's flag; a streamed trace ends the same way."""
+    front, workers = gateway(1, "round_robin", options=("--thinking", "--token-delay-ms", "2"),
+                             smg=("--request-timeout-secs", "1"))
+    endpoint = Endpoint(front.url, transport=FAST)
+    problem = json.loads(SAMPLE.read_text().splitlines()[0])["problem"]
+    plain = solve(problem, "cot", 1, endpoint)
+    (branch,) = plain.branches
+    assert branch.failed and "HTTP 504" in branch.error and "--request-timeout-secs" in branch.error
+    assert plain.retries == 0 and "gave up after" not in branch.error  # sent once
+    streamed = solve(problem, "deepconf", 2, endpoint)
+    assert all(b.failed and "--request-timeout-secs" in b.error for b in streamed.branches)

@@ -89,7 +89,7 @@ class Endpoint(RuntimeEndpoint):
     async def agenerate(self, payload: dict, ledger: CostLedger | None) -> dict:
         """One non-streamed generation: the response item (text and meta_info), accounted."""
         answer = await self.client.arequest("POST", self.base_url + "/generate", payload, ledger=ledger,
-                                            read_timeout=self.client.generation_timeout(payload))
+                                            generation=True)
         if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
             raise EndpointError(f"POST {self.base_url}/generate: expected one completion, got {answer!r}"[:300],
                                 url=self.base_url + "/generate", kind="bad_response", status=200)
@@ -199,8 +199,7 @@ class Endpoint(RuntimeEndpoint):
     # -- the frontend's own calls (a user's sgl.gen, fork, select) -------------------------------------------
 
     def post(self, path: str, payload: dict):
-        timeout = self.client.generation_timeout(payload) if path == "/generate" else None
-        answer = self.client.post(self.base_url + path, payload, read_timeout=timeout)
+        answer = self.client.post(self.base_url + path, payload, generation=path == "/generate")
         self._account(answer, None)
         return answer
 

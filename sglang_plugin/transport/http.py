@@ -40,6 +40,9 @@ RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
 SERVER_MAX_NEW_TOKENS = 128  # SGLang's max_new_tokens when a request gives none
+GATEWAY_TIMEOUT_HINT = ("(the generation outlasted a gateway's request timeout; behind the SGLang Model Gateway "
+                        "start smg with --request-timeout-secs above the longest generation: its default, 1800 s, "
+                        "is less than a 32k-token trace takes at 18 tokens/s)")
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,11 @@ class HttpClient:
         self.session = Session(connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout,
                                max_connections=self.config.max_connections, headers=merged, verify=verify)
 
-    def post(self, url: str, payload: dict | list, *, ledger: CostLedger | None = None,
-             read_timeout: float | None = None):
-        return self.request("POST", url, payload, ledger=ledger, read_timeout=read_timeout)
+    def post(self, url: str, payload: dict | list, *, ledger: CostLedger | None = None, generation: bool = False):
+        return self.request("POST", url, payload, ledger=ledger, generation=generation)
 
     def generation_timeout(self, payload: dict) -> float:
-        """The read timeout of a non-streamed /generate: read_timeout plus its tokens' time at the slowest rate."""
+        """The read timeout of a non-streamed generation: read_timeout plus its tokens' time at the slowest rate."""
         params = payload.get("sampling_params") if isinstance(payload, dict) else None
         tokens = params.get("max_new_tokens") if isinstance(params, dict) else None
         if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or tokens < 0:
@@ -113,23 +115,34 @@ class HttpClient:
         return self.request("GET", url, None, ledger=ledger, control=control)
 
     def request(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None,
-                text: bool = False, control: bool = False, read_timeout: float | None = None):
+                text: bool = False, control: bool = False, generation: bool = False):
         """Send until success or the policy gives up; return the decoded JSON body (or, `text`, the body).
-        `control`: a request that generates nothing, answered within control_timeout; `read_timeout`: this
-        request's instead of the configured one (a generation's, see generation_timeout)."""
+        `control`: a request that generates nothing, answered within control_timeout; `generation`: a
+        non-streamed /generate, given its tokens' time (generation_timeout) and not retried after a gateway's
+        timeout (HTTP 504: the retry would outlast it again, each attempt generated and billed)."""
         return self.submit(self.arequest(method, url, payload, ledger=ledger, text=text, control=control,
-                                         read_timeout=read_timeout)).result()
+                                         generation=generation)).result()
 
     @staticmethod
     def submit(coroutine) -> Future:
         return submit(coroutine)
 
     async def arequest(self, method: str, url: str, payload=None, *, ledger: CostLedger | None = None,
-                       text: bool = False, control: bool = False, read_timeout: float | None = None):
+                       text: bool = False, control: bool = False, generation: bool = False):
         body = None if payload is None else json.dumps(payload).encode("utf-8")
-        read_timeout = self.config.control_timeout if control else read_timeout
-        return await self._with_retries(
-            lambda: self.session.once(method, url, body, text=text, read_timeout=read_timeout), method, url, ledger)
+        read_timeout = self.config.control_timeout if control else \
+            self.generation_timeout(payload) if generation else None
+
+        async def attempt():
+            try:
+                return await self.session.once(method, url, body, text=text, read_timeout=read_timeout)
+            except Failure as failure:
+                if generation and failure.status == 504:
+                    failure.retriable = False
+                    failure.args = (f"{failure} {GATEWAY_TIMEOUT_HINT}",)
+                raise
+
+        return await self._with_retries(attempt, method, url, ledger)
 
     async def astream(self, url: str, payload: dict, on_event: Callable[[dict], bool], *,
                       ledger: CostLedger | None = None,
@@ -151,6 +164,8 @@ class HttpClient:
             except Failure as failure:
                 if seen[0]:
                     failure.retriable = False
+                if failure.status == 200 and "timed out" in str(failure):  # an error event: a gateway's timeout
+                    failure.args = (f"{failure} {GATEWAY_TIMEOUT_HINT}",)
                 raise
 
         return await self._with_retries(attempt, "POST", url, ledger)
