@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.request
 
-from conftest import FAST, SAMPLE, cli, needs_smg, write_problems
+from conftest import FAST, SAMPLE, cli, needs_smg, sim_stats, write_problems
 
 from sglang_plugin.runs.files import audit
 from sglang_plugin.solving import solve
@@ -118,5 +118,11 @@ def test_a_generation_that_outlasts_the_gateways_timeout_fails_once_saying_so(ga
     (branch,) = plain.branches
     assert branch.failed and "HTTP 504" in branch.error and "--request-timeout-secs" in branch.error
     assert plain.retries == 0 and "gave up after" not in branch.error  # sent once
+    before = sim_stats(workers[0])
     streamed = solve(problem, "deepconf", 2, endpoint)
+    time.sleep(0.5)  # the worker sees the gateway close the streams
+    generated = sim_stats(workers[0])["completion_tokens"] - before["completion_tokens"]
     assert all(b.failed and "--request-timeout-secs" in b.error for b in streamed.branches)
+    # what the failed streams generated until their last chunk is counted (not what the worker generated after
+    # the gateway stopped reading, before it noticed; uncounted, the streams' tokens would be missing altogether)
+    assert generated / 2 <= streamed.cost.completion_tokens <= generated and generated > 200

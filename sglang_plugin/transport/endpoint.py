@@ -119,13 +119,19 @@ class Endpoint(RuntimeEndpoint):
         """One streamed generation: `on_event` sees every event and may stop it (False): the request is aborted on
         the server (/abort_request, else by closing the stream). Returns (the last event, whether it was
         stopped); the last event's meta_info is accounted: after an abort the server's last chunk, which counts
-        every token it generated, those sent but not yet read included."""
+        every token it generated, those sent but not yet read included. A stream that fails part-way raises
+        EndpointError with its last event's tokens accounted (generated, so paid for)."""
         def seen(event: dict) -> bool:
             self.stream_events += 1  # only the request loop's thread writes it
             return on_event(event)
 
-        last, stopped = await self.client.astream(self.base_url + "/generate", payload, seen, ledger=ledger,
-                                                  on_stop=lambda: self.abort(payload["rid"]))
+        try:
+            last, stopped = await self.client.astream(self.base_url + "/generate", payload, seen, ledger=ledger,
+                                                      on_stop=lambda: self.abort(payload["rid"]))
+        except EndpointError as exc:
+            if isinstance(exc.partial, dict) and isinstance(exc.partial.get("meta_info"), dict):
+                self._account(exc.partial, ledger)
+            raise
         if last is not None:
             self._account(last, ledger)
         return last, stopped

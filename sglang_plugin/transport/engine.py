@@ -59,6 +59,7 @@ class Failure(Exception):
                  retriable: bool = True) -> None:
         super().__init__(message)
         self.kind, self.status, self.retry_after, self.retriable = kind, status, retry_after, retriable
+        self.last: dict | None = None  # a stream's last event before it failed: what was generated until then
 
 
 _POOLS: dict[tuple, aiohttp.ClientSession] = {}
@@ -126,54 +127,59 @@ class Session:
 
         On a stop, `on_stop` (e.g. POST /abort_request) runs first; if the server took it, the stream is read to
         its end (the abort's last chunk says how many tokens the server generated, including those sent but not
-        yet read), else, or after `drain_seconds`, the connection is closed, which also aborts the request."""
+        yet read), else, or after `drain_seconds`, the connection is closed, which also aborts the request. A
+        stream that fails after some events raises a Failure whose `last` is the last of them."""
         last, stopped, draining_since = None, False, None
         try:
-            async with self._open().post(url, data=body, timeout=self._timeout(read_timeout)) as response:
-                if response.status != 200:
-                    raise _http_failure("POST", url, response, await response.read())
-                async for line in response.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        break
-                    try:
-                        event = json.loads(data)
-                    except ValueError:
-                        raise Failure(f"POST {url}: a stream event is not JSON: {data[:200]!r}", "bad_response",
-                                      200, retriable=False) from None
-                    if isinstance(event, dict) and "error" in event and "text" not in event:
-                        raise Failure(f"POST {url}: the server ended the stream with {event['error']!r}"[:500],
-                                      "http", 200, retriable=False)
-                    last = event
-                    if draining_since is not None:
-                        if asyncio.get_running_loop().time() - draining_since > drain_seconds:
-                            response.close()
-                            break
-                        continue
-                    if not on_event(event):
-                        stopped = True
-                        if on_stop is not None and await on_stop():
-                            draining_since = asyncio.get_running_loop().time()
+            try:
+                async with self._open().post(url, data=body, timeout=self._timeout(read_timeout)) as response:
+                    if response.status != 200:
+                        raise _http_failure("POST", url, response, await response.read())
+                    async for line in response.content:
+                        if not line.startswith(b"data:"):
                             continue
-                        response.close()  # closing the stream makes the server abort the request
-                        break
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise Failure(f"POST {url}: timeout error: the stream stalled", "timeout") from None
-        except LineTooLong:
-            raise Failure(f"POST {url}: a streamed chunk was too long to read: the server re-sends everything "
-                          "generated so far in every chunk (SGLang's default); stream with "
-                          "--incremental-streaming-output on the server, or generate in segments",
-                          "bad_response", 200, retriable=False) from None
-        except aiohttp.ClientPayloadError as exc:
-            if stopped:
-                return last, stopped
-            raise Failure(f"POST {url}: connection error: the stream broke ({exc})", "connection") from None
-        except aiohttp.ClientError as exc:
-            if stopped:
-                return last, stopped
-            raise Failure(f"POST {url}: connection error: {exc}", "connection") from None
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            break
+                        try:
+                            event = json.loads(data)
+                        except ValueError:
+                            raise Failure(f"POST {url}: a stream event is not JSON: {data[:200]!r}", "bad_response",
+                                          200, retriable=False) from None
+                        if isinstance(event, dict) and "error" in event and "text" not in event:
+                            raise Failure(f"POST {url}: the server ended the stream with {event['error']!r}"[:500],
+                                          "http", 200, retriable=False)
+                        last = event
+                        if draining_since is not None:
+                            if asyncio.get_running_loop().time() - draining_since > drain_seconds:
+                                response.close()
+                                break
+                            continue
+                        if not on_event(event):
+                            stopped = True
+                            if on_stop is not None and await on_stop():
+                                draining_since = asyncio.get_running_loop().time()
+                                continue
+                            response.close()  # closing the stream makes the server abort the request
+                            break
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                raise Failure(f"POST {url}: timeout error: the stream stalled", "timeout") from None
+            except LineTooLong:
+                raise Failure(f"POST {url}: a streamed chunk was too long to read: the server re-sends everything "
+                              "generated so far in every chunk (SGLang's default); stream with "
+                              "--incremental-streaming-output on the server, or generate in segments",
+                              "bad_response", 200, retriable=False) from None
+            except aiohttp.ClientPayloadError as exc:
+                if stopped:
+                    return last, stopped
+                raise Failure(f"POST {url}: connection error: the stream broke ({exc})", "connection") from None
+            except aiohttp.ClientError as exc:
+                if stopped:
+                    return last, stopped
+                raise Failure(f"POST {url}: connection error: {exc}", "connection") from None
+        except Failure as failure:
+            failure.last = last
+            raise
         return last, stopped
 
 

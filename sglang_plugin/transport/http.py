@@ -81,8 +81,9 @@ class EndpointError(PlannerError):
     in a URL (user:password@) never reach its message or `url`."""
 
     def __init__(self, message: str, *, url: str, kind: str, status: int | None = None,
-                 attempts: int = 1) -> None:
+                 attempts: int = 1, partial: dict | None = None) -> None:
         self.url, self.kind, self.status, self.attempts = redact_url(url), kind, status, attempts
+        self.partial = partial  # a stream's last event before it failed: the tokens generated and billed so far
         super().__init__(redact_url(message))
 
 
@@ -181,7 +182,7 @@ class HttpClient:
                 if not failure.retriable or number + 1 == attempts:
                     prefix = "" if not failure.retriable else f"gave up after {attempts} attempt(s): "
                     raise EndpointError(prefix + message, url=shown, kind=failure.kind, status=failure.status,
-                                        attempts=number + 1) from None
+                                        attempts=number + 1, partial=failure.last) from None
                 if ledger is not None:
                     ledger.add_retry()
                 await asyncio.sleep(self._delay(number, failure.retry_after))
