@@ -9,20 +9,21 @@ import math
 
 import pytest
 import sglang as sgl
-from conftest import FAST, PROBLEMS, RECORDS, SAMPLE, cli, lines, needs_smg, sim_stats, write_problems
+from conftest import FAST, PROBLEMS, RECORDS, SAMPLE, cli, lines, needs_smg, settings, sim_stats, write_problems
 
 from planner.adaptive import MAX_SAMPLES, budget_from_tokens
 from planner.belief.evidence import ConfidenceEvidence
 from planner.confidence import TraceConfidence, kept, percentile, stop_threshold, token_confidence
 from planner.errors import InputError
 from planner.grading import final_answer
-from planner.policies import Thinking, known_policy
+from planner.policies import DEFAULT_POLICY, Thinking, known_policy
 from planner.records import ResultLine
 from sglang_plugin import Endpoint, Planning, solve
 from sglang_plugin.config import SearchConfig, SolveConfig
 from sglang_plugin.programs.traces import apportioned
 from sglang_plugin.sim.server import SimServer
 from sglang_plugin.sim.thinking import ThinkingParams
+from sglang_plugin.transport.http import TransportConfig
 from sglang_plugin.transport.streams import StreamReader
 
 SHORT = ThinkingParams(easy_median_tokens=600, hard_median_tokens=2400)  # traces of a few thousand tokens
@@ -449,6 +450,22 @@ def test_a_thinking_policy_budgets_in_tokens_by_default(tmp_path):
     assert done.returncode == 0, done.stderr
     assert {line["plan"]["adaptive"]["budget"] for line in lines(tmp_path / "plain.jsonl")} == {8}
     assert "budget_tokens" not in json.loads((tmp_path / "plain.jsonl.run.json").read_text())["settings"]
+
+
+def test_the_watchdog_waits_as_long_as_one_unstreamed_sample_may_take(tmp_path):
+    """A long-thinking sample of 32,768 tokens may take read_timeout + 32,768 / 10 s before its own timeout; the
+    run's default watchdog is never shorter, and a given --watchdog-seconds is kept."""
+    write_problems(tmp_path / "problems.jsonl", 1)
+    thinking, plain = known_policy("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"), known_policy(DEFAULT_POLICY)
+    defaults = settings("http://127.0.0.1:9", tmp_path, transport=TransportConfig())
+    assert defaults.watchdog_for(thinking) == pytest.approx(600 + 32768 / 10)
+    assert defaults.watchdog_for(plain) == 1800  # 600 + 3,000 / 10 is shorter
+    slow = settings("http://127.0.0.1:9", tmp_path, transport=TransportConfig(slowest_tokens_per_second=2.0))
+    assert slow.watchdog_for(plain) == 600 + 3000 / 2
+    capped = settings("http://127.0.0.1:9", tmp_path, transport=TransportConfig(),
+                      config=SolveConfig.from_dict({"sampling": {"max_tokens": 8192}}))
+    assert capped.watchdog_for(thinking) == 1800  # the sampling cap, not the policy's, bounds a sample
+    assert settings("http://127.0.0.1:9", tmp_path, watchdog_seconds=5.0).watchdog_for(thinking) == 5.0
 
 
 def test_a_budget_in_tokens_is_for_the_planner_alone(tmp_path):

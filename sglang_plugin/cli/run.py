@@ -53,9 +53,10 @@ log = logger(__name__)
               help="Force one strategy for every problem (cot, majority, best_of_n, weighted_vote, beam_search, "
                    "dvts, particle_filter, deepconf) instead of the planner's choice; needs --size.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Size N of the forced strategy.")
-@click.option("--watchdog-seconds", type=float, default=1800.0, show_default=True, metavar="SECONDS",
+@click.option("--watchdog-seconds", type=float, default=None, metavar="SECONDS",
               help="Stop (resumably) when for this long no problem finished and no server answered a request or "
-                   "streamed a token; raise it when one unstreamed generation can take longer.")
+                   "streamed a token. Default: 1800, or as long as one unstreamed sample may take when longer "
+                   "(a long-thinking policy's 32k-token samples: 3877).")
 @click.option("--server-wait", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="How long to wait for servers that stopped answering (a restart, a gateway losing a worker) "
                    "before stopping the run resumably; 0 stops at once.")

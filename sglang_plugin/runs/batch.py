@@ -203,8 +203,8 @@ def batch_runner(settings: RunSettings, solver: Solver, files: RunFiles, grader,
                        health=health_check(endpoint, settings.reward_endpoint, settings.transport),
                        max_failures_in_a_row=settings.max_failures_in_a_row, retry_delay=settings.retry_delay,
                        answer_field=settings.answer_field, progress=settings.progress,
-                       watchdog=settings.watchdog_seconds, server_wait=settings.server_wait,
-                       secrets=settings.secrets)
+                       watchdog=settings.watchdog_for(solver.planning.policy_of(served)),
+                       server_wait=settings.server_wait, secrets=settings.secrets)
 
 
 def run_batch(settings: RunSettings) -> RunReport:
@@ -222,8 +222,8 @@ def run_batch(settings: RunSettings) -> RunReport:
     policy = planning_for(settings).policy_of(served)
     given, settings = settings, settings.with_budget_for(policy)
     if settings.budget_tokens != given.budget_tokens:
-        log.info(f"{policy.name} thinks at length: budgeting {settings.budget_tokens:,.0f} generated tokens per problem "
-                 f"({settings.budget} samples' worth; --budget {settings.budget} budgets samples instead)")
+        log.info(f"{policy.name} thinks at length: budgeting {settings.budget_tokens:,.0f} generated tokens per "
+                 f"problem ({settings.budget} samples' worth; --budget {settings.budget} budgets samples instead)")
     planning = planning_for(settings)
     if settings.policy is None and known_policy(served) is None:
         log.warning(f"the server's model '{served}' is not a policy tts-planner knows; planning as {policy.name} "

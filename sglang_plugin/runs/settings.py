@@ -60,7 +60,7 @@ class RunSettings:
     retry_failed: bool = False
     max_failures_in_a_row: int = 10
     retry_delay: float = 2.0
-    watchdog_seconds: float = DEFAULT_WATCHDOG  # stop when nothing progressed for this long
+    watchdog_seconds: float | None = None  # stop when nothing progressed for this long (None: see watchdog_for)
     server_wait: float = DEFAULT_SERVER_WAIT  # how long a problem waits for servers that stopped answering
     progress: bool = True
     api_key: str | None = None
@@ -102,6 +102,8 @@ class RunSettings:
                 raise InputError(f"must be an integer of at least 1, got {value!r}", field=name)
         for name in ("retry_delay", "server_wait", "watchdog_seconds"):
             value, positive = getattr(self, name), name == "watchdog_seconds"
+            if value is None and positive:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (positive and value == 0):
                 raise InputError(f"must be a {'positive' if positive else 'non-negative'} number of seconds, got "
@@ -132,6 +134,15 @@ class RunSettings:
             measured = load_calibration(self.calibration).policies.get(policy.name, {}) if self.calibration else {}
             tokens = float(DEFAULT_BUDGET * measured.get("tokens_per_sample", policy.tokens_per_sample))
         return replace(self, budget=DEFAULT_BUDGET, budget_tokens=tokens)
+
+    def watchdog_for(self, policy: Policy) -> float:
+        """--watchdog-seconds, else DEFAULT_WATCHDOG or, when longer, the time one non-streamed sample may take
+        before its own read timeout (a long-thinking policy's 32k-token samples: 3,877 s by default), so the
+        watchdog never calls a run stalled while a request may still legitimately answer."""
+        if self.watchdog_seconds is not None:
+            return self.watchdog_seconds
+        longest = self.config.sampling.max_tokens or policy.max_tokens
+        return max(DEFAULT_WATCHDOG, self.transport.generation_timeout(longest))
 
     @property
     def scorer_kind(self) -> str:

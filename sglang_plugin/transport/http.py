@@ -72,6 +72,11 @@ class TransportConfig:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise InputError(f"must be a non-negative integer, got {self.max_retries!r}", field="max_retries")
 
+    def generation_timeout(self, max_new_tokens: float) -> float:
+        """How long a non-streamed generation of up to `max_new_tokens` may go without a byte: read_timeout plus
+        its tokens' time at slowest_tokens_per_second."""
+        return self.read_timeout + max_new_tokens / self.slowest_tokens_per_second
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -105,12 +110,12 @@ class HttpClient:
         return self.request("POST", url, payload, ledger=ledger, generation=generation)
 
     def generation_timeout(self, payload: dict) -> float:
-        """The read timeout of a non-streamed generation: read_timeout plus its tokens' time at the slowest rate."""
+        """The read timeout of a non-streamed generation (TransportConfig.generation_timeout of its tokens)."""
         params = payload.get("sampling_params") if isinstance(payload, dict) else None
         tokens = params.get("max_new_tokens") if isinstance(params, dict) else None
         if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or tokens < 0:
             tokens = SERVER_MAX_NEW_TOKENS
-        return self.config.read_timeout + tokens / self.config.slowest_tokens_per_second
+        return self.config.generation_timeout(tokens)
 
     def get(self, url: str, *, ledger: CostLedger | None = None, control: bool = True):
         return self.request("GET", url, None, ledger=ledger, control=control)
