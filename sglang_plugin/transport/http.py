@@ -10,7 +10,9 @@ Policy (every request: the frontend's own, the scorers', the cache warm-ups):
   wait at most `control_timeout` (30 s) for their answer;
 - retried, up to `max_retries` (3) more times: connection refused/reset/dropped, timeouts, HTTP 5xx, and
   HTTP 408/429 (the two 4xx answers that mean "try again later"); never retried: any other 4xx (the request
-  itself is wrong, so sending it again cannot help) and a 200 whose body is not the expected JSON;
+  itself is wrong, so sending it again cannot help), a 200 whose body is not the expected JSON, and a
+  generation answered 504 (a gateway's request timeout: the generation would outlast it again, each attempt
+  generated and billed; the error names smg's --request-timeout-secs);
 - the wait before retry k (k = 0, 1, ...) is uniform in [0, min(backoff_max, backoff_initial * 2**k)]
   ("full jitter", so many branches failing at once do not retry in lock step); a Retry-After header is
   honoured up to backoff_max;
