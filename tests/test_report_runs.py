@@ -9,6 +9,7 @@ from planner.report import make_report
 from planner.strategies import sampling_strategies
 from sglang_plugin.runs.batch import run_batch
 from sglang_plugin.sim.server import SimServer
+from sglang_plugin.sim.thinking import ThinkingParams
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +43,22 @@ def test_report_of_an_adaptive_and_a_uniform_run(runs, tmp_path):
     assert sum(int(r["observations"]) for r in calibration) == sum(r["strategy"] in sampling_strategies()
                                                                     for r in records)
     assert sum(int(r["problems"]) for r in calibration) == 16
+
+
+def test_report_of_a_thinking_run_shows_thinking_and_answer_tokens_apart(runs, tmp_path):
+    write_problems(tmp_path / "problems.jsonl", 6)
+    short = ThinkingParams(easy_median_tokens=600, hard_median_tokens=2400)
+    with SimServer(SAMPLE, seed=11, thinking=True, thinking_params=short) as sim:
+        run_batch(settings(sim.url, tmp_path, output=tmp_path / "thinking.jsonl"))  # majority@4
+    files = make_report([tmp_path / "thinking.jsonl", runs / "majority4.jsonl"], tmp_path / "report")
+    inputs, accuracy, thinking, calibration = markdown_tables(files.markdown.read_text(encoding="utf-8"))
+    assert {r["run"] for r in thinking} == {"thinking"}  # the plain run says nothing of thinking
+    written = lines(tmp_path / "thinking.jsonl")
+    for row in thinking:
+        result = [x for x in written if row["bin"] == "all" or x["prediction"]["difficulty"] == row["bin"]]
+        generated = np.mean([x["cost"]["completion_tokens"] for x in result])
+        spent = np.mean([x["thinking_tokens"] for x in result])
+        assert 0 < spent < generated
+        assert float(row["generated"]) == pytest.approx(generated, abs=0.051)
+        assert float(row["thinking"]) == pytest.approx(spent, abs=0.051)
+        assert float(row["answering"]) == pytest.approx(generated - spent, abs=0.1)

@@ -44,6 +44,8 @@ class ReportLine:
     difficulty: str | None
     expected_accuracy: float | None
     expected_cost: float | None
+    generated: float = 0.0  # generated tokens (cost.completion_tokens)
+    thinking: float | None = None  # of them, spent thinking (long-thinking policies)
 
     @property
     def bin(self) -> str | None:
@@ -143,7 +145,9 @@ def report_line(line: ResultLine, number: int, sizes: Sizes = Sizes(None, None))
                       float(trace.budget) if trace is not None else None, line.correct, float(line.cost.tokens),
                       sizes.flops(line),
                       prediction.pass_at_1 if prediction else None, prediction.difficulty if prediction else None,
-                      plan.expected_accuracy if plan else None, plan.expected_cost if plan else None)
+                      plan.expected_accuracy if plan else None, plan.expected_cost if plan else None,
+                      float(line.cost.completion_tokens),
+                      None if line.thinking_tokens is None else float(line.thinking_tokens))
 
 
 def _arm_of(line: ReportLine) -> tuple[str, str]:

@@ -34,6 +34,15 @@ def markdown(runs: Sequence[Run], rows: Sequence[Summary], mix: Sequence[dict], 
                   ((r.label, r.method, r.panel, r.problems, r.judged, r.correct, r.failed, _f(r.accuracy, 4),
                     "-" if r.interval is None else f"{r.interval[0]:.3f}-{r.interval[1]:.3f}",
                     _f(r.mean_tokens, 1), _f(r.expected_accuracy, 4), _f(r.expected_cost, 1)) for r in rows))
+    thinking = [r for r in rows if r.mean_thinking is not None]
+    if thinking:
+        out += ["", "## Thinking and answer tokens", "",
+                "Long-thinking policies: generated tokens per problem (every line), those spent thinking (up to "
+                "the end of the thinking; a trace cut inside it counts whole) and the rest, answering.", ""]
+        out += _table(("run", "method", "bin", "problems", "generated", "thinking", "answering", "thinking share"),
+                      ((r.label, r.method, r.panel, r.problems, _f(r.mean_generated, 1), _f(r.mean_thinking, 1),
+                        _f(r.mean_generated - r.mean_thinking, 1),
+                        _f(r.mean_thinking / r.mean_generated if r.mean_generated else None, 3)) for r in thinking))
     if mix:
         out += ["", "## How the adaptive runs chose their answers", "",
                 "Per bin, the rule that chose each answer (`plan.chosen_by`: the posterior's most probable "

@@ -40,6 +40,8 @@ class Summary:
     mean_flops: float | None  # None when any line's FLOPs are unknown (a model's size)
     expected_accuracy: float | None
     expected_cost: float | None
+    mean_generated: float = 0.0
+    mean_thinking: float | None = None  # None when no line says what it spent thinking
 
     @property
     def accuracy(self) -> float | None:
@@ -115,7 +117,10 @@ def summarize(runs: Sequence[Run]) -> list[Summary]:
                                 float(np.mean([x.tokens for x in lines])),
                                 None if None in flops else float(np.mean(flops)),
                                 float(np.mean(expected)) if len(expected) == len(lines) else None,
-                                float(np.mean(cost)) if len(cost) == len(lines) else None))
+                                float(np.mean(cost)) if len(cost) == len(lines) else None,
+                                float(np.mean([x.generated for x in lines])),
+                                float(np.mean([x.thinking or 0.0 for x in lines]))
+                                if any(x.thinking is not None for x in lines) else None))
     return rows
 
 
