@@ -114,7 +114,9 @@ def test_a_generation_that_outlasts_the_gateways_timeout_fails_once_saying_so(ga
                              smg=("--request-timeout-secs", "1"))
     endpoint = Endpoint(front.url, transport=FAST)
     problem = json.loads(SAMPLE.read_text().splitlines()[0])["problem"]
+    before = sim_stats(workers[0])
     plain = solve(problem, "cot", 1, endpoint)
+    assert sim_stats(workers[0])["requests"] - before["requests"] > 1  # smg itself tried it again
     (branch,) = plain.branches
     assert branch.failed and "HTTP 504" in branch.error and "--request-timeout-secs" in branch.error
     assert plain.retries == 0 and "gave up after" not in branch.error  # sent once
