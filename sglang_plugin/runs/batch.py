@@ -219,8 +219,10 @@ def run_batch(settings: RunSettings) -> RunReport:
         shared_model(settings.model)  # a missing or unreadable model file is refused before the first request
     endpoint, scorer = connect(settings)
     served = endpoint.model_info["model_path"]
-    policy = planning_for(settings).policy_of(served)
-    given, settings = settings, settings.with_budget_for(policy)
+    planning = planning_for(settings)
+    policy = planning.policy_of(served)
+    per_sample = planning.table_for(served, scorer, settings.config.search).cost.tokens_per_sample
+    given, settings = settings, settings.with_budget_for(policy, per_sample)
     if settings.budget_tokens != given.budget_tokens:
         log.info(f"{policy.name} thinks at length: budgeting {settings.budget_tokens:,.0f} generated tokens per "
                  f"problem ({settings.budget} samples' worth; --budget {settings.budget} budgets samples instead)")

@@ -121,18 +121,17 @@ class RunSettings:
         if self.outcomes_path.resolve() == self.output.resolve():
             raise InputError("the outcome records need a file of their own", field="outcomes")
 
-    def with_budget_for(self, policy: Policy) -> RunSettings:
+    def with_budget_for(self, policy: Policy, tokens_per_sample: float) -> RunSettings:
         """The settings with the default budget filled in for the served policy: DEFAULT_BUDGET samples per problem,
         or for a long-thinking policy, whose budgets are in generated tokens, as many samples' worth of tokens
-        (DEFAULT_BUDGET times its tokens per sample, as the calibration file measured it if one is given; each
+        (DEFAULT_BUDGET times `tokens_per_sample`, the planner's figure: the calibration's if one is given; each
         problem's budget is then that over its own traces' length, so problems whose traces run long get fewer).
         `budget` stays DEFAULT_BUDGET beside a budget in tokens, as it did when tokens were given."""
         if self.budget is not None:
             return self
         tokens = self.budget_tokens
         if tokens is None and self.strategy is None and policy.thinking is not None:
-            measured = load_calibration(self.calibration).policies.get(policy.name, {}) if self.calibration else {}
-            tokens = float(DEFAULT_BUDGET * measured.get("tokens_per_sample", policy.tokens_per_sample))
+            tokens = float(DEFAULT_BUDGET * tokens_per_sample)
         return replace(self, budget=DEFAULT_BUDGET, budget_tokens=tokens)
 
     def watchdog_for(self, policy: Policy) -> float:
