@@ -30,8 +30,8 @@ depend on neither); --arms online or --arms adaptive runs only those beside the 
 Prints one table per data set and the bars: online DeepConf within 1 point of majority@N with at most half its
 tokens; the cheapest adaptive arm at majority@32's accuracy (or better) with at most a quarter of its tokens.
 Then, for each online run, where its tokens went (from each result line's `plan.deepconf`): traces per problem,
-traces stopped by confidence and cancelled once the vote settled with the share of tokens they took, problems
-settled before N, and the share of tokens spent on the hardest problems (answered at a rate under
+traces stopped by confidence and cancelled once sampling stopped with the share of tokens they took, problems
+settled or priced out before N, and the share of tokens spent on the hardest problems (answered at a rate under
 HARD_RATE) beside majority@N's share there.
 """
 
@@ -268,9 +268,10 @@ def spending(rows: list[dict], hard: set[str], count: int) -> None:
         print(f"online deepconf@{n}: {sum(t['traces'] for t in traces) / len(traces):.1f} traces per problem; "
               f"{sum(t['stopped'] for t in traces)} stopped by confidence "
               f"({sum(t['stopped_tokens'] for t in traces) / total:.0%} of its tokens), "
-              f"{sum(t['cancelled'] for t in traces)} cancelled once settled "
+              f"{sum(t['cancelled'] for t in traces)} cancelled once sampling stopped "
               f"({sum(t['cancelled_tokens'] for t in traces) / total:.0%}); "
-              f"{sum(t['settled'] for t in traces) / len(traces):.0%} of problems settled before N"
+              f"{sum(t['settled'] for t in traces) / len(traces):.0%} of problems settled before N, "
+              f"{sum(t['priced_out'] for t in traces) / len(traces):.0%} priced out"
               + (f"; the {len(hard)} of {count} problems at rate < {HARD_RATE} took {hard_share(row):.0%} of its "
                  f"tokens (of majority@{n}'s: {hard_share(by[f'majority@{n}']):.0%})" if hard else ""))
 

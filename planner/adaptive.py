@@ -241,6 +241,13 @@ def horizons(round_size: int, room: int) -> list[int]:
     return out + [room] if room >= 1 else out
 
 
+def worth_sampling(state: VoteState, room: int, price: float, evidence: SimulatedEvidence | None = None) -> bool:
+    """Whether some number of further samples, up to `room`, is expected to add more accuracy than `price` per
+    sample (each carrying `evidence`); valued at the horizons the adaptive rules value."""
+    sizes = horizons(1, room)
+    return bool(sizes) and any(g - price * m > 0 for m, g in zip(sizes, sampling_gains(state, sizes, evidence)))
+
+
 def options(state: VoteState, posterior: Posterior, room: float, round_size: int, prices: Prices,
             table: StrategyTable, evidence: SimulatedEvidence | None, free: SimulatedEvidence | None) -> list[Option]:
     """Every affordable way to go on, with `room` samples' compute left under the cap. `evidence` is how reward

@@ -68,8 +68,9 @@ class SearchConfig:
     # Confidence filtering (DeepConf, planner.confidence): window and top-k of the token confidence, online
     # (warm-up traces set a stop threshold) or offline (filter finished traces), the share of traces kept
     # (None: 0.1 online, DeepConf-low as in DeepConf's online reference code; 0.9 offline, DeepConf-high),
-    # warm-up traces (None: an eighth of N, at least 2), and the weighted-vote share at which sampling stops
-    # (None: never before N traces, as DeepConf's online reference code).
+    # warm-up traces (None: an eighth of N, at least 2), the weighted-vote share at which sampling stops
+    # (None: never before N traces, as DeepConf's online reference code), and the accuracy the traces to come
+    # must be expected to add for sampling to go on (programs/deepconf.py; None: only the vote stops it).
     confidence_window: int = 2048
     confidence_top_k: int = 20
     # How a trace with its confidence is generated: "stream" (one streamed request, read as it arrives, chunks
@@ -83,6 +84,7 @@ class SearchConfig:
     deepconf_keep: float | None = None
     deepconf_warmup: int | None = None
     deepconf_consensus: float | None = 0.95
+    deepconf_min_gain: float | None = 0.01
 
     @property
     def keep_share(self) -> float:
@@ -101,6 +103,8 @@ class SearchConfig:
             _number(self, "deepconf_keep", low=0.0, strict=True, high=1.0)
         if self.deepconf_consensus is not None:
             _number(self, "deepconf_consensus", low=0.0, strict=True, high=1.0)
+        if self.deepconf_min_gain is not None:
+            _number(self, "deepconf_min_gain", low=0.0, high=1.0)
         _choice("deepconf_mode", self.deepconf_mode, DEEPCONF_MODES)
         _choice("confidence_transport", self.confidence_transport, CONFIDENCE_TRANSPORTS)
         _number(self, "pf_temperature", low=0.0, strict=True)

@@ -6,6 +6,7 @@ channels, and `tts-planner run --strategy deepconf` directly and through the SGL
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import sglang as sgl
@@ -16,6 +17,7 @@ from planner.belief.evidence import ConfidenceEvidence
 from planner.confidence import TraceConfidence, kept, percentile, stop_threshold, token_confidence
 from planner.errors import InputError
 from planner.grading import final_answer
+from planner.planning.table import StrategyTable
 from planner.policies import DEFAULT_POLICY, Thinking, known_policy
 from planner.records import ResultLine
 from sglang_plugin import Endpoint, Planning, solve
@@ -227,6 +229,30 @@ def test_deepconf_stops_once_no_trace_to_come_would_change_the_winner():
         assert result.plan.deepconf.voters == sum(len(v.branches) for v in result.votes)
 
 
+HARD = PROBLEMS[0].__class__("Find the number of ordered triples of primes summing to 1001.", "0", 0.0)
+
+
+def test_deepconf_stops_once_the_traces_to_come_are_not_worth_their_tokens():
+    """A problem the policy never solves, predicted hard: its warm-up traces disagree (at this seed) and the vote
+    never settles, and after the warm-up the belief expects the traces to come to add too little accuracy for their tokens, so sampling stops
+    ("priced out") with far fewer tokens than DeepConf without the price spends; the answer is the voters' vote.
+    The same run with traces 20 times cheaper (a policy whose usual trace is that much longer) goes on."""
+    with SimServer([HARD], thinking=True, seed=5, thinking_params=SHORT, enable_deterministic_inference=True) as server:
+        endpoint = Endpoint(server.url, transport=FAST)  # deterministic: branch k is one trace in every run
+        runs = {gain: solve(HARD.text, "deepconf", 16, endpoint, config=config(deepconf_min_gain=gain),
+                            planning=Planning(pass_at_1=0.02)) for gain in (0.01, None)}
+        table = Planning().table_for(endpoint.model_info["model_path"], None, SearchConfig())
+        longer = replace(table.cost, tokens_per_sample=table.cost.tokens_per_sample * 20)
+        cheap = solve(HARD.text, "deepconf", 16, endpoint, config=config(), planning=Planning(
+            pass_at_1=0.02, table=StrategyTable(table.policy, None, table.curves, longer)))
+    priced, unpriced = runs[0.01], runs[None]
+    assert priced.plan.deepconf.priced_out and not priced.plan.deepconf.settled
+    assert priced.size["traces"] < unpriced.size["traces"] and not unpriced.plan.deepconf.priced_out
+    assert priced.cost.completion_tokens < unpriced.cost.completion_tokens / 2
+    assert priced.answer == priced.votes[0].answer and priced.prediction.pass_at_1 == 0.02
+    assert cheap.size["traces"] > priced.size["traces"] and not cheap.plan.deepconf.priced_out
+
+
 def test_offline_deepconf_votes_the_confident_share(thinking):
     result = solve(PROBLEMS[2].text, "deepconf", 8, Endpoint(thinking.url, transport=FAST),
                    config=config(deepconf_mode="offline"))
@@ -241,7 +267,8 @@ def test_offline_deepconf_votes_the_confident_share(thinking):
 
 def test_deepconf_settings_are_checked():
     for bad in ({"deepconf_keep": 0.0}, {"deepconf_mode": "live"}, {"confidence_transport": "pigeon"},
-                {"confidence_segment_tokens": 0}, {"deepconf_warmup": 0}):
+                {"confidence_segment_tokens": 0}, {"deepconf_warmup": 0}, {"deepconf_min_gain": -0.1},
+                {"deepconf_min_gain": "high"}):
         with pytest.raises(InputError, match=next(iter(bad))):
             SearchConfig(**bad)
     assert SearchConfig().keep_share == 0.1 and SearchConfig(deepconf_mode="offline").keep_share == 0.9
@@ -333,6 +360,7 @@ def test_run_with_deepconf_reports_thinking_and_answer_tokens(tmp_path):
     summary = next(row for row in done.stdout.splitlines() if row.startswith("deepconf"))
     assert f"{stopped} stopped by confidence" in summary and f"{cancelled} cancelled" in summary
     assert f"{sum(t['settled'] for t in traces)} of 4 problems settled" in summary
+    assert f"{sum(t['priced_out'] for t in traces)} priced out" in summary
     read = [ResultLine.from_dict(line) for line in written]  # typed, as report and calibrate read it
     assert [line.plan.deepconf.stopped_tokens for line in read] == [t["stopped_tokens"] for t in traces]
     bad = dict(written[0], plan=dict(written[0]["plan"], deepconf=dict(traces[0], mode="sometimes")))

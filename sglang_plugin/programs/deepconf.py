@@ -17,6 +17,14 @@ of every token, and its confidence (planner.confidence) is tracked as it arrives
   ends, not only between waves: once it is settled, the traces still running (warm-up ones included) are cut
   like stopped ones ("cancelled", their tokens counted). The settled vote is the answer, so a run never stops
   for one answer and then gives another.
+- online, priced (`deepconf_min_gain`): after the warm-up, sampling also stops ("priced out") once the traces
+  still to come are not expected to add accuracy worth their tokens: the adaptive solver's belief
+  (programs/belief.py: the predicted pass@1 as prior, the traces' answers and confidence as evidence) values
+  every number of further traces up to N (planner.belief.value), and each is priced min_gain / sqrt(N), as the
+  adaptive solver prices a sample, times this problem's trace length over the policy's tokens per sample. On a
+  problem whose traces disagree and run long, 2 warm-up traces and a few cut ones are where it stops, where the
+  vote alone would run all N (and hard problems are most of DeepConf@8's tokens: see README). Its answer is the
+  voters' vote, as always.
 
 Why an eighth of N warm-up traces (at least 2): the warm-up runs to the end at full price, so at small N it
 bounds the savings (a quarter of N alone costs a quarter of majority@N's tokens); DeepConf itself warms up
@@ -30,9 +38,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
+from planner.adaptive import simulated, worth_sampling
+from planner.belief.evidence import ConfidenceEvidence
 from planner.belief.lead import lead_holds
 from planner.confidence import TraceConfidence, kept, stop_threshold
 from planner.records import DeepConfTrace
+from sglang_plugin.programs.belief import Belief
+from sglang_plugin.programs.planning import Planning
 from sglang_plugin.programs.result import Branch, Selection
 from sglang_plugin.programs.search_run import SearchRun
 
@@ -54,7 +66,7 @@ def deepconf(run: SearchRun) -> Selection:
         return _vote(run, voting, {"n": n, "mode": "offline", "kept": len(voting)})
     warm = warmup_size(n, search.deepconf_warmup)
     traces = run.spawn(warm)
-    vote = OnlineVote(run, n, warm, search.deepconf_consensus)
+    vote = OnlineVote(run, n, warm, search.deepconf_consensus, search.deepconf_min_gain)
     run.stream_rollouts(traces, settled=vote.settles(traces))
     scores = [b.confidence for b in traces
               if b.confidence is not None and b.finish_reason not in ("failed", "cancelled")]
@@ -71,16 +83,19 @@ def deepconf(run: SearchRun) -> Selection:
     settled = vote.settled(traces)
     voters = settled or vote.voters(traces)
     _record(run, DeepConfTrace("online", len(traces), ended["stopped"], ended["cancelled"], len(voters),
-                               settled is not None, spent["stopped"], spent["cancelled"], warm, vote.threshold))
+                               settled is not None and not vote.priced_out, spent["stopped"], spent["cancelled"],
+                               warm, vote.threshold, vote.priced_out))
     return _vote(run, voters, {"n": n, "mode": "online", "warmup": warm, "traces": len(traces)})
 
 
 class OnlineVote:
     """The vote of an online run of N traces: who votes, and whether it is settled before all N are in."""
 
-    def __init__(self, run: SearchRun, n: int, warmup: int, consensus: float | None) -> None:
-        self.run, self.n, self.warmup, self.consensus = run, n, warmup, consensus
+    def __init__(self, run: SearchRun, n: int, warmup: int, consensus: float | None,
+                 min_gain: float | None = None) -> None:
+        self.run, self.n, self.warmup, self.consensus, self.min_gain = run, n, warmup, consensus, min_gain
         self.threshold: float | None = None
+        self.priced_out = False  # sampling stopped because the traces to come were not worth their tokens
 
     def stop(self, trace: TraceConfidence) -> bool:
         """Whether a later trace is cut: its group confidence fell below the warm-up's threshold."""
@@ -111,7 +126,33 @@ class OnlineVote:
         if self._settled(voters, (remaining, len(later) - cut, cut) if remaining > 0 else None):
             return voters
         answered = self.run.answered(traces)
-        return answered if self._settled(answered) else None
+        if self._settled(answered):
+            return answered
+        if self.priced_out or (remaining > 0 and self.threshold is not None and not self._worth(traces, remaining)):
+            self.priced_out = True
+            return voters
+        return None
+
+    def _worth(self, traces: list[Branch], remaining: int) -> bool:
+        """Whether the traces to come are expected to add accuracy worth their tokens (always, without a
+        min_gain): valued by the belief in the traces that ran to their end, each further trace priced
+        min_gain / sqrt(N) times this problem's trace length over the policy's tokens per sample."""
+        if self.min_gain is None:
+            return True
+        ended = [b for b in traces if b.finished and b.finish_reason not in ("stopped", "cancelled", "failed")]
+        if not ended:
+            return True
+        run = self.run
+        planning = run.planning or Planning()
+        config = planning.adaptive
+        if run.prediction is None:
+            run.prediction = planning.prediction(run.problem, run.served)
+        evidence = ConfidenceEvidence.from_auroc(config.confidence_auroc)
+        belief = Belief(run, ended, config.prior(run.prediction.pass_at_1), None, config.alpha, evidence)
+        per_sample = planning.table_for(run.served, run.scorer, run.config.search).cost.tokens_per_sample
+        length = sum(b.tokens for b in ended) / len(ended) / max(per_sample, 1.0)
+        price = self.min_gain / math.sqrt(self.n) * length
+        return worth_sampling(belief.state, remaining, price, simulated(evidence))
 
     def _settled(self, group: list[Branch], to_come: tuple[int, int, int] | None = None) -> bool:
         """At least two traces, and either one answer holds `consensus` of the confidence-weighted vote

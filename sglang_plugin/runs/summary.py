@@ -53,6 +53,7 @@ class DeepConfTally:
 
     problems: int = 0
     settled: int = 0
+    priced_out: int = 0
     traces: int = 0
     stopped: int = 0
     cancelled: int = 0
@@ -63,6 +64,7 @@ class DeepConfTally:
     def add(self, trace: DeepConfTrace, completion_tokens: int) -> None:
         self.problems += 1
         self.settled += trace.settled
+        self.priced_out += trace.priced_out
         self.traces += trace.traces
         self.stopped += trace.stopped
         self.cancelled += trace.cancelled
@@ -175,9 +177,9 @@ def format_summary(summary: RunSummary) -> str:
         generated = max(deepconf.completion_tokens, 1)
         lines.append(f"deepconf      {deepconf.traces / deepconf.problems:.2f} traces per problem; "
                      f"{deepconf.stopped} stopped by confidence ({deepconf.stopped_tokens / generated:.1%} of the "
-                     f"generated tokens), {deepconf.cancelled} cancelled once the vote settled "
+                     f"generated tokens), {deepconf.cancelled} cancelled once sampling stopped "
                      f"({deepconf.cancelled_tokens / generated:.1%}); {deepconf.settled} of {deepconf.problems} "
-                     "problems settled before N")
+                     f"problems settled before N, {deepconf.priced_out} priced out")
     if summary.by_difficulty:
         lines.append("by predicted difficulty:")
         for name, tally in summary.by_difficulty.items():
