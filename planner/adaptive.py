@@ -241,11 +241,11 @@ def horizons(round_size: int, room: int) -> list[int]:
     return out + [room] if room >= 1 else out
 
 
-def worth_sampling(state: VoteState, room: int, price: float, evidence: SimulatedEvidence | None = None) -> bool:
-    """Whether some number of further samples, up to `room`, is expected to add more accuracy than `price` per
-    sample (each carrying `evidence`); valued at the horizons the adaptive rules value."""
-    sizes = horizons(1, room)
-    return bool(sizes) and any(g - price * m > 0 for m, g in zip(sizes, sampling_gains(state, sizes, evidence)))
+def worth_sampling(gains: Sequence[float], price: float) -> bool:
+    """Whether some number m of further samples, up to len(gains) (gains[m - 1]: the accuracy m are expected to
+    add, planner.belief.value.sampling_gains), adds more than `price` per sample, at the horizons the adaptive
+    rules value."""
+    return any(gains[m - 1] - price * m > 0 for m in horizons(1, len(gains)))
 
 
 def options(state: VoteState, posterior: Posterior, room: float, round_size: int, prices: Prices,

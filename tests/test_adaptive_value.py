@@ -5,6 +5,7 @@ a value of information should (never negative, zero when the choice cannot chang
 import numpy as np
 import pytest
 
+from planner.adaptive import worth_sampling
 from planner.belief.posterior import WRONG_ANSWER_CONCENTRATION as ALPHA
 from planner.belief.posterior import BetaPrior, update
 from planner.belief.value import SimulatedEvidence, VoteState, sampling_gains, scoring_gain
@@ -82,3 +83,21 @@ def test_same_state_same_value():
     a = sampling_gains(state(0.4, [2, 1, 1]), [2, 4])
     b = sampling_gains(state(0.4, [2, 1, 1]), [2, 4])
     assert np.array_equal(a, b)
+
+
+def test_a_shorter_horizon_is_valued_by_the_same_draws():
+    """Online DeepConf values a belief state once for every horizon up to the traces left and reuses it as
+    traces are cut: that holds only if the gains of the first m samples do not depend on how far the simulation
+    goes."""
+    evidence = SimulatedEvidence(0.74, 3.0)  # trace confidence at the adaptive solver's assumed AUROC, 0.7
+    long = sampling_gains(state(0.3, [2, 1, 1], ratios=[0.3, -0.2, 0.1]), range(1, 13), evidence)
+    short = sampling_gains(state(0.3, [2, 1, 1], ratios=[0.3, -0.2, 0.1]), [1, 2, 4, 5], evidence)
+    assert np.allclose(long[[0, 1, 3, 4]], short, rtol=0, atol=1e-12)
+
+
+def test_more_samples_are_worth_buying_only_above_their_price():
+    gains = [0.004, 0.007, 0.009, 0.012, 0.014, 0.015]  # what 1 to 6 more samples would add
+    assert worth_sampling(gains, 0.0025)  # one more: 0.004 > 0.0025
+    assert not worth_sampling(gains, 0.0045)  # no horizon buys more than it costs
+    assert worth_sampling([0.0, 0.0, 0.0, 0.05], 0.01)  # only the longest horizon pays: still worth it
+    assert not worth_sampling([], 0.0)  # nothing left to draw

@@ -41,6 +41,7 @@ from dataclasses import replace
 from planner.adaptive import simulated, worth_sampling
 from planner.belief.evidence import ConfidenceEvidence
 from planner.belief.lead import lead_holds
+from planner.belief.value import VoteState, sampling_gains
 from planner.confidence import TraceConfidence, kept, stop_threshold
 from planner.records import DeepConfTrace
 from sglang_plugin.programs.belief import Belief
@@ -96,6 +97,7 @@ class OnlineVote:
         self.run, self.n, self.warmup, self.consensus, self.min_gain = run, n, warmup, consensus, min_gain
         self.threshold: float | None = None
         self.priced_out = False  # sampling stopped because the traces to come were not worth their tokens
+        self._valued: tuple[VoteState, list[float]] | None = None  # the last belief state and its gains
 
     def stop(self, trace: TraceConfidence) -> bool:
         """Whether a later trace is cut: its group confidence fell below the warm-up's threshold."""
@@ -152,7 +154,15 @@ class OnlineVote:
         per_sample = planning.table_for(run.served, run.scorer, run.config.search).cost.tokens_per_sample
         length = sum(b.tokens for b in ended) / len(ended) / max(per_sample, 1.0)
         price = self.min_gain / math.sqrt(self.n) * length
-        return worth_sampling(belief.state, remaining, price, simulated(evidence))
+        return worth_sampling(self._gains(belief.state, remaining, evidence), price)
+
+    def _gains(self, state: VoteState, remaining: int, evidence: ConfidenceEvidence) -> list[float]:
+        """What 1 to `remaining` more traces are expected to add. Valued once per belief state: a cut trace
+        leaves the state as it was and only shortens the horizon, and the simulation's draws for a shorter
+        horizon are the same (a fixed seed), so the first valuation serves every later one."""
+        if self._valued is None or self._valued[0] != state or len(self._valued[1]) < remaining:
+            self._valued = (state, list(sampling_gains(state, range(1, remaining + 1), simulated(evidence))))
+        return self._valued[1][:remaining]
 
     def _settled(self, group: list[Branch], to_come: tuple[int, int, int] | None = None) -> bool:
         """At least two traces, and either one answer holds `consensus` of the confidence-weighted vote
