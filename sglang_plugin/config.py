@@ -84,7 +84,7 @@ class SearchConfig:
     deepconf_keep: float | None = None
     deepconf_warmup: int | None = None
     deepconf_consensus: float | None = 0.95
-    deepconf_min_gain: float | None = 0.01
+    deepconf_min_gain: float | None = 0.03
 
     @property
     def keep_share(self) -> float:

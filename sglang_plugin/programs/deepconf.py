@@ -20,8 +20,9 @@ of every token, and its confidence (planner.confidence) is tracked as it arrives
 - online, priced (`deepconf_min_gain`): after the warm-up, sampling also stops ("priced out") once the traces
   still to come are not expected to add accuracy worth their tokens: the adaptive solver's belief
   (programs/belief.py: the predicted pass@1 as prior, the traces' answers and confidence as evidence) values
-  every number of further traces up to N (planner.belief.value), and each is priced min_gain / sqrt(N), as the
-  adaptive solver prices a sample, times this problem's trace length over the policy's tokens per sample. On a
+  every number of further traces up to N (planner.belief.value), and each is priced min_gain / sqrt(N) (the
+  form of the adaptive solver's price of a sample) times this problem's trace length over the policy's tokens
+  per sample. On a
   problem whose traces disagree and run long, 2 warm-up traces and a few cut ones are where it stops, where the
   vote alone would run all N (and hard problems are most of DeepConf@8's tokens: see README). Its answer is the
   voters' vote, as always.
