@@ -146,7 +146,7 @@ def test_online_deepconf_cuts_traces_and_counts_every_token(paced, transport):
     endpoint = Endpoint(paced.url, transport=FAST)
     before = sim_stats(paced)
     result = solve(PROBLEMS[1].text, "deepconf", 16, endpoint,
-                   config=config(confidence_transport=transport, deepconf_consensus=None))
+                   config=config(confidence_transport=transport, deepconf_consensus=None, deepconf_min_gain=None))
     after = sim_stats(paced)
     stopped = [b for b in result.branches if b.finish_reason == "stopped"]
     assert result.size["mode"] == "online" and result.size["warmup"] == 2
@@ -241,6 +241,8 @@ def test_deepconf_stops_once_the_traces_to_come_are_not_worth_their_tokens():
         endpoint = Endpoint(server.url, transport=FAST)  # deterministic: branch k is one trace in every run
         runs = {gain: solve(HARD.text, "deepconf", 16, endpoint, config=config(deepconf_min_gain=gain),
                             planning=Planning(pass_at_1=0.02)) for gain in (0.01, None)}
+        alone = solve(HARD.text, "deepconf", 16, endpoint, config=config(deepconf_consensus=None),
+                      planning=Planning(pass_at_1=0.02))  # the price applies without the vote's stop too
         table = Planning().table_for(endpoint.model_info["model_path"], None, SearchConfig())
         longer = replace(table.cost, tokens_per_sample=table.cost.tokens_per_sample * 20)
         cheap = solve(HARD.text, "deepconf", 16, endpoint, config=config(), planning=Planning(
@@ -251,6 +253,7 @@ def test_deepconf_stops_once_the_traces_to_come_are_not_worth_their_tokens():
     assert priced.cost.completion_tokens < unpriced.cost.completion_tokens / 2
     assert priced.answer == priced.votes[0].answer and priced.prediction.pass_at_1 == 0.02
     assert cheap.size["traces"] > priced.size["traces"] and not cheap.plan.deepconf.priced_out
+    assert alone.plan.deepconf.priced_out and alone.size["traces"] == priced.size["traces"]
 
 
 def test_offline_deepconf_votes_the_confident_share(thinking):

@@ -22,10 +22,9 @@ of every token, and its confidence (planner.confidence) is tracked as it arrives
   (programs/belief.py: the predicted pass@1 as prior, the traces' answers and confidence as evidence) values
   every number of further traces up to N (planner.belief.value), and each is priced min_gain / sqrt(N) (the
   form of the adaptive solver's price of a sample) times this problem's trace length over the policy's tokens
-  per sample. On a
-  problem whose traces disagree and run long, 2 warm-up traces and a few cut ones are where it stops, where the
-  vote alone would run all N (and hard problems are most of DeepConf@8's tokens: see README). Its answer is the
-  voters' vote, as always.
+  per sample. On a problem whose traces disagree and run long, it stops after the warm-up and a few cut traces
+  where the vote alone would run all N (hard problems are most of DeepConf@8's tokens: see README). Its answer
+  is the voters' vote, as always.
 
 Why an eighth of N warm-up traces (at least 2): the warm-up runs to the end at full price, so at small N it
 bounds the savings (a quarter of N alone costs a quarter of majority@N's tokens); DeepConf itself warms up
@@ -118,19 +117,18 @@ class OnlineVote:
         return above or answered
 
     def settled(self, traces: list[Branch]) -> list[Branch] | None:
-        """The traces whose vote is settled: the voters, else every answered trace; None when neither is (or no
-        consensus is set)."""
-        if self.consensus is None:
-            return None
-        later = [b for b in traces[self.warmup:] if b.finished and b.finish_reason != "cancelled"]
-        cut = sum(1 for b in later if b.finish_reason == "stopped")
+        """The traces whose vote ends the run before N: the voters, or every answered trace when their vote is
+        settled; the voters when the traces to come are priced out; None when sampling goes on."""
         remaining = self.n - sum(1 for b in traces if b.finished)
         voters = self.voters(traces)
-        if self._settled(voters, (remaining, len(later) - cut, cut) if remaining > 0 else None):
-            return voters
-        answered = self.run.answered(traces)
-        if self._settled(answered):
-            return answered
+        if self.consensus is not None:
+            later = [b for b in traces[self.warmup:] if b.finished and b.finish_reason != "cancelled"]
+            cut = sum(1 for b in later if b.finish_reason == "stopped")
+            if self._settled(voters, (remaining, len(later) - cut, cut) if remaining > 0 else None):
+                return voters
+            answered = self.run.answered(traces)
+            if self._settled(answered):
+                return answered
         if self.priced_out or (remaining > 0 and self.threshold is not None and not self._worth(traces, remaining)):
             self.priced_out = True
             return voters
