@@ -9,7 +9,8 @@ release reads.
 - Prediction: the difficulty predictor's pass@1 for the problem, and which predictor said so.
 - PlanRecord: what the planner decided (strategy, size, expected accuracy and tokens); adaptive solves add an
   AdaptiveTrace (the probe, the belief before and after, every round, why it stopped), DeepConf solves a
-  DeepConfTrace (how its traces ended, what the cut ones cost, whether its vote settled before N).
+  DeepConfTrace (how its traces ended, what the cut ones cost, whether its vote settled or its traces to come
+  were priced out before N).
 - ResultLine: one line per finished problem: the input record plus answer, correctness, plan, prediction,
   cost, status and errors. Status "ok": every planned branch ran; "partial": some branches failed (their
   requests gave up), so the answer rests on fewer samples than planned; "failed": no branch finished.
