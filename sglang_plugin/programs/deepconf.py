@@ -137,7 +137,8 @@ class OnlineVote:
     def _worth(self, traces: list[Branch], remaining: int) -> bool:
         """Whether the traces to come are expected to add accuracy worth their tokens (always, without a
         min_gain): valued by the belief in the traces that ran to their end, each further trace priced
-        min_gain / sqrt(N) times this problem's trace length over the policy's tokens per sample."""
+        min_gain / sqrt(N) times this problem's trace length over the policy's tokens per sample. A run without
+        a prediction gets one here, and its result carries it."""
         if self.min_gain is None:
             return True
         ended = [b for b in traces if b.finished and b.finish_reason not in ("stopped", "cancelled", "failed")]
