@@ -104,7 +104,7 @@ _MAJORITY = _per_class(
     large=Default(_MAJORITY_7B, MAJ_FIT + " (the 7B fit; no measurement here for larger policies)"))
 # DeepConf's accuracy at N: majority@N's curve as a floor (DeepConf@N matched or beat majority@N in most of Fu et
 # al.'s settings, arXiv 2508.15260, Tables 1-2, and on the stand-in's thinking profile); its tokens: 0.65 of N
-# whole traces, an assumption above the stand-in's measured 0.20-0.37 at N = 8-32 (0.39-0.61 without the price
+# whole traces, an assumption above the stand-in's measured 0.20-0.38 at N = 8-32 (0.39-0.61 without the price
 # of programs/deepconf.py; DeepConf reports 43-85% fewer tokens at N = 512, where its consensus stop saves most).
 # `tts-planner calibrate` measures both.
 DEEPCONF_TOKEN_SHARE = 0.65
