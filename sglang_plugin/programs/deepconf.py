@@ -149,14 +149,14 @@ class OnlineVote:
         config = planning.adaptive
         if run.prediction is None:
             run.prediction = planning.prediction(run.problem, run.served)
-        evidence = ConfidenceEvidence.from_auroc(config.confidence_auroc)
+        evidence = config.confidence_for(run.scorer is not None, run.policy.thinking is not None)
         belief = Belief(run, ended, config.prior(run.prediction.pass_at_1), None, config.alpha, evidence)
         per_sample = planning.table_for(run.served, run.scorer, run.config.search).cost.tokens_per_sample
         length = sum(b.tokens for b in ended) / len(ended) / max(per_sample, 1.0)
         price = self.min_gain / math.sqrt(self.n) * length
         return worth_sampling(self._gains(belief.state, remaining, evidence), price)
 
-    def _gains(self, state: VoteState, remaining: int, evidence: ConfidenceEvidence) -> list[float]:
+    def _gains(self, state: VoteState, remaining: int, evidence: ConfidenceEvidence | None) -> list[float]:
         """What 1 to `remaining` more traces are expected to add. Valued once per belief state: a cut trace
         leaves the state as it was and only shortens the horizon, and the simulation's draws for a shorter
         horizon are the same (a fixed seed), so the first valuation serves every later one."""
